@@ -1,0 +1,37 @@
+/* Fixed-size byte buffers from a per-worker pool, so the data path does not call malloc.
+ * A buffer is owned by exactly one holder at a time (a read in progress, a write request,
+ * a connection's pending input); buf_put() hands it back to the pool it came from. */
+#ifndef STAPLER_BUF_H
+#define STAPLER_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BUF_SIZE (32 * 1024)
+
+struct bufpool;
+
+struct buf {
+  struct buf *next;     /* free list, or a chain the holder builds */
+  struct bufpool *pool; /* where buf_put() returns it */
+  size_t len;           /* bytes of data[] in use */
+  size_t off;           /* bytes of data[] already consumed by the holder */
+  uint8_t data[BUF_SIZE];
+};
+
+struct bufpool {
+  struct buf *free;
+  size_t free_count;
+  size_t max_free;  /* beyond this, returned buffers are freed */
+  size_t in_use;    /* handed out and not yet returned, for metrics and leak checks */
+};
+
+void bufpool_init(struct bufpool *pool, size_t max_free);
+void bufpool_destroy(struct bufpool *pool);
+
+struct buf *buf_get(struct bufpool *pool);
+void buf_put(struct buf *b);
+/* Returns a whole chain (linked by `next`). */
+void buf_put_chain(struct buf *b);
+
+#endif

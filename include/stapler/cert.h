@@ -1,0 +1,51 @@
+/* One configured certificate: its chain as CRYPTO_BUFFERs (what the handshake sends), the
+ * private key, what we know about it, and its current staple. Created when a config is loaded
+ * and owned by the certstore built from it. */
+#ifndef STAPLER_CERT_H
+#define STAPLER_CERT_H
+
+#include <openssl/base.h>
+#include <openssl/pool.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+
+#include "stapler/certinfo.h"
+#include "stapler/config.h"
+#include "stapler/staple.h"
+#include "stapler/strlist.h"
+
+struct cert {
+  char *label;            /* the cert file path, or a name for generated ones */
+  struct cert_info info;
+  CRYPTO_BUFFER **chain;  /* leaf first */
+  size_t chain_len;
+  X509 *leaf;
+  X509 *issuer;           /* chain[1] parsed, or NULL: needed for OCSP */
+  EVP_PKEY *key;
+  char *ocsp_url;         /* config override, else the AIA URL, else NULL */
+  enum ocsp_policy policy; /* effective: must-staple certificates always get must-staple */
+  uint8_t fingerprint[32]; /* SHA-256 of the leaf DER */
+  struct staple *staple;  /* current verified staple, or NULL */
+};
+
+/* Loads cert, key and optional static staple named by `cc`, checking that the key matches,
+ * that each chain certificate issues the one before it and that the leaf is within its validity.
+ * Problems go to `errors` (fatal) or `warnings`. */
+struct cert *cert_load(const struct config_cert *cc, enum ocsp_policy policy, time_t now,
+                       struct strlist *errors, struct strlist *warnings);
+
+/* Builds a cert from parsed objects; takes ownership of `chain` (array and X509s) and `key`. */
+struct cert *cert_from_x509(const char *label, X509 **chain, size_t chain_len, EVP_PKEY *key,
+                            enum ocsp_policy policy, time_t now, struct strlist *errors);
+
+void cert_free(struct cert *c);
+
+/* Verifies `der` for this certificate and, when it may be stapled, makes it the current
+ * staple. Returns the verdict; `result` explains it. */
+enum ocsp_error cert_set_staple_der(struct cert *c, const uint8_t *der, size_t len, time_t now,
+                                    struct ocsp_result *result);
+
+/* Hex of the first bytes of the fingerprint, for logs. */
+void cert_short_id(const struct cert *c, char out[17]);
+
+#endif

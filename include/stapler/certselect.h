@@ -1,0 +1,39 @@
+/* Choosing the certificate for a handshake: the ECDSA one when the client can verify it, else
+ * the RSA one, subject to the OCSP policy when the client asked for a staple. Pure functions of
+ * their inputs, so every rule is unit-tested without a handshake. */
+#ifndef STAPLER_CERTSELECT_H
+#define STAPLER_CERTSELECT_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "stapler/certstore.h"
+#include "stapler/clienthello.h"
+
+/* The version the handshake will use: the highest both sides allow, or 0 when none. */
+uint16_t certselect_version(const struct client_caps *caps, uint16_t min_version,
+                            uint16_t max_version);
+
+/* Whether a client with `caps`, speaking `version`, can complete a handshake with a
+ * certificate described by `info`. */
+bool certselect_client_can_use(const struct client_caps *caps, uint16_t version,
+                               const struct cert_info *info);
+
+/* Whether the OCSP policy lets `c` be served to this client. */
+bool certselect_policy_allows(const struct cert *c, const struct client_caps *caps, time_t now);
+
+enum certselect_failure {
+  CERTSELECT_OK,
+  CERTSELECT_NO_VERSION,      /* no TLS version in common */
+  CERTSELECT_NO_USABLE_CERT,  /* the client can verify none of the name's certificates */
+  CERTSELECT_NO_VALID_STAPLE, /* usable, but the OCSP policy forbids serving without a staple */
+};
+
+/* The chosen certificate, or NULL with `*why` saying why not. */
+const struct cert *certselect_choose(const struct client_caps *caps, uint16_t version,
+                                     const struct cert_pair *pair, time_t now,
+                                     enum certselect_failure *why);
+
+const char *certselect_failure_text(enum certselect_failure why);
+
+#endif

@@ -1,0 +1,38 @@
+/* Names to certificates: for each DNS name, up to one RSA and one ECDSA certificate.
+ * Built once per config generation and read-only afterwards, so any thread may look up. */
+#ifndef STAPLER_CERTSTORE_H
+#define STAPLER_CERTSTORE_H
+
+#include <stddef.h>
+
+#include "stapler/cert.h"
+
+struct cert_pair {
+  struct cert *rsa;
+  struct cert *ecdsa;
+};
+
+struct certstore {
+  struct cert **certs; /* owned */
+  size_t cert_count;
+  struct name_entry *names; /* sorted by name */
+  size_t name_count;
+  const struct cert_pair *default_pair;
+  char *default_name;
+};
+
+/* Loads every certificate of `cfg`. NULL when any is unusable; problems go to `errors`. */
+struct certstore *certstore_load(const struct config *cfg, time_t now, struct strlist *errors,
+                                 struct strlist *warnings);
+
+/* Builds the index over `certs` (ownership moves to the store). `default_name` may be NULL:
+ * then the first certificate's first name is the default. */
+struct certstore *certstore_build(struct cert **certs, size_t count, const char *default_name,
+                                  struct strlist *errors);
+
+void certstore_free(struct certstore *store);
+
+/* SNI exact, then wildcard (one label), then the default. `sni` may be NULL. Never NULL. */
+const struct cert_pair *certstore_lookup(const struct certstore *store, const char *sni);
+
+#endif

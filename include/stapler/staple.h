@@ -1,0 +1,30 @@
+/* A verified OCSP response ready to send. Immutable after creation and reference-counted, so a
+ * handshake on any thread can hold one while a newer one replaces it. */
+#ifndef STAPLER_STAPLE_H
+#define STAPLER_STAPLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "stapler/ocsp_verify.h"
+
+struct staple {
+  atomic_uint refs;
+  uint8_t *der;
+  size_t len;
+  enum ocsp_cert_status status;
+  time_t produced_at, this_update, next_update;
+};
+
+/* Copies `der`; takes times and status from `verified`. The new staple has one reference. */
+struct staple *staple_new(const uint8_t *der, size_t len, const struct ocsp_result *verified);
+struct staple *staple_ref(struct staple *s);
+void staple_unref(struct staple *s);
+
+/* True while the staple may be sent: before its nextUpdate. */
+bool staple_fresh(const struct staple *s, time_t now);
+
+#endif

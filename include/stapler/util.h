@@ -1,0 +1,32 @@
+/* Small helpers used everywhere: allocation that cannot fail silently, file reading, clocks. */
+#ifndef STAPLER_UTIL_H
+#define STAPLER_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Out of memory is not recoverable for a proxy in the middle of a handshake: exit loudly. */
+_Noreturn void die_oom(void);
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Reads a whole file. Returns false and sets errno on failure. The caller frees *out. */
+bool read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len);
+
+/* Wall-clock seconds; tests may shift it (see util.c). */
+time_t wall_now(void);
+
+/* Lowercases ASCII in place. */
+void ascii_lower(char *s);
+
+#endif

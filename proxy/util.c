@@ -1,0 +1,80 @@
+#include "stapler/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+_Noreturn void die_oom(void) {
+  static const char msg[] = "stapler: out of memory\n";
+  ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+  abort();
+}
+
+void *xmalloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) die_oom();
+  return p;
+}
+
+void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) die_oom();
+  return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+  p = realloc(p, n ? n : 1);
+  if (!p) die_oom();
+  return p;
+}
+
+char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }
+
+char *xstrndup(const char *s, size_t n) {
+  char *p = xmalloc(n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
+
+bool read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return false;
+  size_t cap = 4096, len = 0;
+  uint8_t *buf = xmalloc(cap);
+  for (;;) {
+    if (len == cap) {
+      if (cap >= max_len) {
+        free(buf);
+        fclose(f);
+        errno = EFBIG;
+        return false;
+      }
+      cap = MIN(cap * 2, max_len);
+      buf = xrealloc(buf, cap);
+    }
+    size_t n = fread(buf + len, 1, cap - len, f);
+    if (n == 0) break;
+    len += n;
+  }
+  bool ok = !ferror(f);
+  fclose(f);
+  if (!ok) {
+    free(buf);
+    errno = EIO;
+    return false;
+  }
+  *out = buf;
+  *out_len = len;
+  return true;
+}
+
+time_t wall_now(void) { return time(NULL); }
+
+void ascii_lower(char *s) {
+  for (; *s; s++) *s = (char)tolower((unsigned char)*s);
+}

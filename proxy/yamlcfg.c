@@ -1,0 +1,331 @@
+/* Typed access to a libyaml document for the config loader. */
+#include "stapler/yamlcfg.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "stapler/util.h"
+
+void ycfg_error(struct ycfg *y, const yaml_node_t *node, const char *key, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  unsigned long line = node ? node->start_mark.line + 1 : 1;
+  unsigned long col = node ? node->start_mark.column + 1 : 1;
+  if (key && *key)
+    strlist_add(y->errors, "%s:%lu:%lu: %s: %s", y->file, line, col, key, msg);
+  else
+    strlist_add(y->errors, "%s:%lu:%lu: %s", y->file, line, col, msg);
+}
+
+yaml_node_t *ycfg_child(struct ycfg *y, yaml_node_item_t id) {
+  return yaml_document_get_node(&y->doc, id);
+}
+
+bool ycfg_is_null(const yaml_node_t *node) {
+  if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+    return false;
+  const char *v = (const char *)node->data.scalar.value;
+  return !strcmp(v, "") || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") ||
+         !strcmp(v, "NULL");
+}
+
+static const char *node_kind(const yaml_node_t *node) {
+  switch (node->type) {
+  case YAML_MAPPING_NODE: return "a mapping";
+  case YAML_SEQUENCE_NODE: return "a list";
+  default: return "a scalar";
+  }
+}
+
+static void join_key(char *out, size_t cap, const char *section, const char *name) {
+  if (section && *section)
+    snprintf(out, cap, "%s.%s", section, name);
+  else
+    snprintf(out, cap, "%s", name);
+}
+
+static void report_unknown_key(struct ycfg *y, yaml_node_t *knode, const char *key,
+                               const struct ycfg_field *fields, size_t count) {
+  char allowed[512] = "";
+  size_t n = 0;
+  for (size_t i = 0; i < count && n < sizeof allowed; i++)
+    n += (size_t)snprintf(allowed + n, sizeof allowed - n, "%s%s", i ? ", " : "", fields[i].name);
+  ycfg_error(y, knode, key, "unknown key (expected one of: %s)", allowed);
+}
+
+void ycfg_mapping(struct ycfg *y, yaml_node_t *node, const char *section,
+                  const struct ycfg_field *fields, size_t count) {
+  if (node->type != YAML_MAPPING_NODE) {
+    ycfg_error(y, node, section, "expected a mapping, got %s", node_kind(node));
+    return;
+  }
+  bool seen[64] = {false};
+  for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+       p++) {
+    yaml_node_t *knode = ycfg_child(y, p->key);
+    yaml_node_t *vnode = ycfg_child(y, p->value);
+    if (knode->type != YAML_SCALAR_NODE) {
+      ycfg_error(y, knode, section, "keys must be plain words, got %s", node_kind(knode));
+      continue;
+    }
+    const char *name = (const char *)knode->data.scalar.value;
+    char key[256];
+    join_key(key, sizeof key, section, name);
+    size_t i = 0;
+    while (i < count && strcmp(fields[i].name, name) != 0) i++;
+    if (i == count) {
+      report_unknown_key(y, knode, key, fields, count);
+      continue;
+    }
+    if (seen[i]) {
+      ycfg_error(y, knode, key, "key given twice");
+      continue;
+    }
+    seen[i] = true;
+    fields[i].parse(y, vnode, key, fields[i].target);
+  }
+}
+
+const char *ycfg_scalar(struct ycfg *y, yaml_node_t *node, const char *key, const char *expected) {
+  if (node->type != YAML_SCALAR_NODE) {
+    ycfg_error(y, node, key, "expected %s, got %s", expected, node_kind(node));
+    return NULL;
+  }
+  return (const char *)node->data.scalar.value;
+}
+
+void ycfg_string(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
+  char **out = target;
+  if (ycfg_is_null(node)) {
+    free(*out);
+    *out = NULL;
+    return;
+  }
+  const char *v = ycfg_scalar(y, node, key, "a string");
+  if (!v) return;
+  if (!*v) {
+    ycfg_error(y, node, key, "expected a non-empty string");
+    return;
+  }
+  free(*out);
+  *out = xstrdup(v);
+}
+
+void ycfg_path(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
+  char **out = target;
+  char *raw = NULL;
+  ycfg_string(y, node, key, &raw);
+  if (!raw) {
+    if (ycfg_is_null(node)) {
+      free(*out);
+      *out = NULL;
+    }
+    return;
+  }
+  free(*out);
+  if (raw[0] == '/' || !y->dir) {
+    *out = raw;
+    return;
+  }
+  size_t n = strlen(y->dir) + strlen(raw) + 2;
+  *out = xmalloc(n);
+  snprintf(*out, n, "%s/%s", y->dir, raw);
+  free(raw);
+}
+
+void ycfg_bool(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
+  static const char *const truthy[] = {"true", "True", "TRUE", "yes", "Yes", "on", "On"};
+  static const char *const falsy[] = {"false", "False", "FALSE", "no", "No", "off", "Off"};
+  const char *v = ycfg_scalar(y, node, key, "true or false");
+  if (!v) return;
+  for (size_t i = 0; i < ARRAY_SIZE(truthy); i++) {
+    if (!strcmp(v, truthy[i])) {
+      *(bool *)target = true;
+      return;
+    }
+    if (!strcmp(v, falsy[i])) {
+      *(bool *)target = false;
+      return;
+    }
+  }
+  ycfg_error(y, node, key, "expected true or false, got '%s'", v);
+}
+
+bool parse_duration_ms(const char *s, uint64_t *out_ms) {
+  if (!isdigit((unsigned char)*s)) return false;
+  errno = 0;
+  char *end;
+  unsigned long long n = strtoull(s, &end, 10);
+  if (errno) return false;
+  uint64_t unit;
+  if (!strcmp(end, "ms"))
+    unit = 1;
+  else if (!strcmp(end, "s"))
+    unit = 1000;
+  else if (!strcmp(end, "m"))
+    unit = 60 * 1000;
+  else if (!strcmp(end, "h"))
+    unit = 3600 * 1000;
+  else
+    return false;
+  if (n > UINT64_MAX / unit / 1000) return false; /* keep far away from overflow */
+  *out_ms = n * unit;
+  return true;
+}
+
+void ycfg_duration(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
+  const char *v = ycfg_scalar(y, node, key, "a duration like 500ms, 10s, 5m or 12h");
+  if (!v) return;
+  uint64_t ms;
+  if (!parse_duration_ms(v, &ms)) {
+    ycfg_error(y, node, key, "expected a duration like 500ms, 10s, 5m or 12h, got '%s'", v);
+    return;
+  }
+  if (ms == 0) {
+    ycfg_error(y, node, key, "expected a duration greater than zero, got '%s'", v);
+    return;
+  }
+  *(uint64_t *)target = ms;
+}
+
+bool ycfg_uint(struct ycfg *y, yaml_node_t *node, const char *key, uint64_t min, uint64_t max,
+               uint64_t *out) {
+  const char *v = ycfg_scalar(y, node, key, "a whole number");
+  if (!v) return false;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (!isdigit((unsigned char)*v) || *end || errno || n < min || n > max) {
+    ycfg_error(y, node, key, "expected a whole number from %llu to %llu, got '%s'",
+               (unsigned long long)min, (unsigned long long)max, v);
+    return false;
+  }
+  *out = n;
+  return true;
+}
+
+int ycfg_enum(struct ycfg *y, yaml_node_t *node, const char *key, const char *const *names,
+              size_t count) {
+  char expected[256] = "";
+  size_t n = 0;
+  for (size_t i = 0; i < count && n < sizeof expected; i++)
+    n += (size_t)snprintf(expected + n, sizeof expected - n, "%s%s", i ? " | " : "one of ",
+                          names[i]);
+  const char *v = ycfg_scalar(y, node, key, expected);
+  if (!v) return -1;
+  for (size_t i = 0; i < count; i++)
+    if (!strcmp(v, names[i])) return (int)i;
+  ycfg_error(y, node, key, "expected %s, got '%s'", expected, v);
+  return -1;
+}
+
+void config_addr_free(struct config_addr *a) {
+  free(a->text);
+  free(a->host);
+  free(a->unix_path);
+  memset(a, 0, sizeof *a);
+}
+
+static const char *parse_unix_address(const char *path, struct config_addr *out) {
+  struct sockaddr_un un;
+  if (path[0] != '/') return "expected an absolute path after unix:";
+  if (strlen(path) >= sizeof un.sun_path) return "unix socket path is too long";
+  out->unix_path = xstrdup(path);
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  memcpy(un.sun_path, path, strlen(path));
+  memcpy(&out->ss, &un, sizeof un);
+  out->ss_len = sizeof un;
+  return NULL;
+}
+
+/* Splits "host:port" or "[v6]:port". */
+static const char *split_host_port(const char *s, char *host, size_t host_cap, uint16_t *port) {
+  const char *colon;
+  const char *hstart = s;
+  size_t hlen;
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close[1] != ':') return "expected [IPv6]:port";
+    hstart = s + 1;
+    hlen = (size_t)(close - hstart);
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon) return "expected host:port";
+    if (memchr(s, ':', (size_t)(colon - s))) return "IPv6 addresses are written [addr]:port";
+    hlen = (size_t)(colon - s);
+  }
+  if (hlen == 0 || hlen >= host_cap) return "expected a host before the port";
+  memcpy(host, hstart, hlen);
+  host[hlen] = '\0';
+  char *end;
+  errno = 0;
+  unsigned long p = strtoul(colon + 1, &end, 10);
+  if (!isdigit((unsigned char)colon[1]) || *end || errno || p == 0 || p > 65535)
+    return "expected a port from 1 to 65535";
+  *port = (uint16_t)p;
+  return NULL;
+}
+
+const char *parse_address(const char *s, bool allow_unix, struct config_addr *out) {
+  memset(out, 0, sizeof *out);
+  if (!strncmp(s, "unix:", 5)) {
+    if (!allow_unix) return "unix sockets are not allowed here";
+    const char *err = parse_unix_address(s + 5, out);
+    if (err) return err;
+    out->text = xstrdup(s);
+    return NULL;
+  }
+  char host[256];
+  uint16_t port;
+  const char *err = split_host_port(s, host, sizeof host, &port);
+  if (err) return err;
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  struct addrinfo *res = NULL;
+  char service[8];
+  snprintf(service, sizeof service, "%u", port);
+  int rc = getaddrinfo(host, service, &hints, &res);
+  if (rc != 0 || !res) return "cannot resolve the host name";
+  memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+  out->ss_len = res->ai_addrlen;
+  freeaddrinfo(res);
+  out->text = xstrdup(s);
+  out->host = xstrdup(host);
+  out->port = port;
+  return NULL;
+}
+
+static void parse_address_node(struct ycfg *y, yaml_node_t *node, const char *key, void *target,
+                               bool allow_unix) {
+  const char *v = ycfg_scalar(y, node, key, "an address");
+  if (!v) return;
+  struct config_addr addr;
+  const char *err = parse_address(v, allow_unix, &addr);
+  if (err) {
+    ycfg_error(y, node, key, "%s%s, got '%s'", err,
+               allow_unix ? " (host:port, [v6]:port or unix:/path)" : " (host:port or [v6]:port)",
+               v);
+    return;
+  }
+  config_addr_free(target);
+  *(struct config_addr *)target = addr;
+}
+
+void ycfg_address(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
+  parse_address_node(y, node, key, target, false);
+}
+
+void ycfg_backend_address(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
+  parse_address_node(y, node, key, target, true);
+}
