@@ -1,6 +1,7 @@
 #include "stapler/buf.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "stapler/util.h"
 
@@ -55,3 +56,42 @@ void buf_put_chain(struct buf *b) {
     b = next;
   }
 }
+
+void bufchain_append(struct bufchain *q, struct bufpool *pool, const uint8_t *data, size_t n) {
+  q->len += n;
+  while (n > 0) {
+    struct buf *tail = q->tail;
+    if (!tail || tail->len == BUF_SIZE) {
+      tail = buf_get(pool);
+      if (q->tail)
+        q->tail->next = tail;
+      else
+        q->head = tail;
+      q->tail = tail;
+    }
+    size_t k = MIN(n, BUF_SIZE - tail->len);
+    memcpy(tail->data + tail->len, data, k);
+    tail->len += k;
+    data += k;
+    n -= k;
+  }
+}
+
+void bufchain_push(struct bufchain *q, struct buf *b) {
+  b->next = NULL;
+  q->len += b->len - b->off;
+  if (q->tail)
+    q->tail->next = b;
+  else
+    q->head = b;
+  q->tail = b;
+}
+
+struct buf *bufchain_take(struct bufchain *q) {
+  struct buf *head = q->head;
+  q->head = q->tail = NULL;
+  q->len = 0;
+  return head;
+}
+
+void bufchain_clear(struct bufchain *q) { buf_put_chain(bufchain_take(q)); }

@@ -183,12 +183,17 @@ struct cert *cert_load(const struct config_cert *cc, enum ocsp_policy policy, ti
     free(c->ocsp_url);
     c->ocsp_url = xstrdup(cc->ocsp_url);
   }
+  size_t errors_before = errors->count;
   if (cc->ocsp_response) {
     if (!c->issuer)
       strlist_add(errors, "%s: an OCSP response needs the issuer certificate after the leaf",
                   cc->cert);
     else
       load_static_staple(c, cc->ocsp_response, now, errors, warnings);
+  }
+  if (errors->count != errors_before) {
+    cert_free(c);
+    return NULL;
   }
   return c;
 }

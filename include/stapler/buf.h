@@ -34,4 +34,18 @@ void buf_put(struct buf *b);
 /* Returns a whole chain (linked by `next`). */
 void buf_put_chain(struct buf *b);
 
+/* A queue of buffers; the bytes of each are data[off..len). */
+struct bufchain {
+  struct buf *head, *tail;
+  size_t len; /* total unsent bytes */
+};
+
+/* Copies `n` bytes to the end of the chain, filling the last buffer first. */
+void bufchain_append(struct bufchain *q, struct bufpool *pool, const uint8_t *data, size_t n);
+/* Moves a whole buffer (its data[off..len)) to the end of the chain. */
+void bufchain_push(struct bufchain *q, struct buf *b);
+/* Detaches and returns the chain's buffers; the queue is left empty. */
+struct buf *bufchain_take(struct bufchain *q);
+void bufchain_clear(struct bufchain *q);
+
 #endif

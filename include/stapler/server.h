@@ -1,0 +1,28 @@
+/* The control thread: starts the workers, handles signals, stops everything in order. */
+#ifndef STAPLER_SERVER_H
+#define STAPLER_SERVER_H
+
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "stapler/generation.h"
+#include "stapler/worker.h"
+
+struct server {
+  uv_loop_t *loop;
+  struct generation *gen; /* current generation */
+  struct worker *workers;
+  unsigned worker_count;
+  atomic_uint workers_exited;
+  uv_async_t worker_exited;
+  uv_signal_t sigterm, sigint, sighup;
+  uv_timer_t shutdown_timer;
+  atomic_uint open_connections;
+  bool stopping;
+};
+
+/* Binds the listeners, starts the workers and runs until stopped by a signal. Takes the
+ * reference to `gen`. Returns the process exit code. */
+int server_run(struct generation *gen);
+
+#endif

@@ -1,0 +1,83 @@
+/* Handing buffer chains to libuv. Write requests are recycled per worker; the buffers return
+ * to the pool when the write completes (or is cancelled by a close). */
+#include <stdlib.h>
+
+#include "stapler/conn.h"
+#include "stapler/util.h"
+#include "stapler/worker.h"
+
+#define MAX_IOV 32
+
+struct write_req {
+  uv_write_t req;
+  struct conn *conn;
+  struct buf *chain;
+  size_t bytes;
+  conn_write_done done;
+  struct write_req *next_free;
+};
+
+static struct write_req *get_req(struct worker *w) {
+  struct write_req *r = w->free_write_reqs;
+  if (r)
+    w->free_write_reqs = r->next_free;
+  else
+    r = xmalloc(sizeof *r);
+  return r;
+}
+
+static void put_req(struct worker *w, struct write_req *r) {
+  r->next_free = w->free_write_reqs;
+  w->free_write_reqs = r;
+}
+
+static void on_written(uv_write_t *req, int status) {
+  struct write_req *r = CONTAINER_OF(req, struct write_req, req);
+  struct conn *c = r->conn;
+  conn_write_done done = r->done;
+  size_t bytes = r->bytes;
+  buf_put_chain(r->chain);
+  put_req(c->worker, r);
+  done(c, bytes, status);
+}
+
+/* Writes up to MAX_IOV buffers from `*chain` in one request and advances `*chain`. */
+static void write_some(struct conn *c, uv_stream_t *stream, struct buf **chain,
+                       conn_write_done done) {
+  uv_buf_t iov[MAX_IOV];
+  unsigned n = 0;
+  size_t bytes = 0;
+  struct buf *first = *chain, *last = NULL;
+  for (struct buf *b = first; b && n < MAX_IOV; b = b->next) {
+    iov[n++] = uv_buf_init((char *)b->data + b->off, (unsigned)(b->len - b->off));
+    bytes += b->len - b->off;
+    last = b;
+  }
+  *chain = last->next;
+  last->next = NULL;
+  struct write_req *r = get_req(c->worker);
+  r->conn = c;
+  r->chain = first;
+  r->bytes = bytes;
+  r->done = done;
+  int rc = uv_write(&r->req, stream, iov, n, on_written);
+  if (rc) {
+    buf_put_chain(first);
+    put_req(c->worker, r);
+    done(c, bytes, rc);
+  }
+}
+
+void conn_write(struct conn *c, uv_stream_t *stream, struct buf *chain, size_t bytes,
+                conn_write_done done) {
+  (void)bytes;
+  while (chain) write_some(c, stream, &chain, done);
+}
+
+void conn_write_reqs_free(struct worker *w) {
+  while (w->free_write_reqs) {
+    struct write_req *r = w->free_write_reqs;
+    w->free_write_reqs = r->next_free;
+    free(r);
+  }
+}

@@ -1,0 +1,98 @@
+#include "stapler/worker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stapler/conn.h"
+#include "stapler/generation.h"
+#include "stapler/listener.h"
+#include "stapler/log.h"
+#include "stapler/server.h"
+#include "stapler/util.h"
+
+/* Buffers kept for reuse per worker (32 KiB each). */
+#define POOL_MAX_FREE 512
+
+static void finish_if_done(struct worker *w) {
+  if (!w->draining || w->conn_count > 0 || uv_is_closing((uv_handle_t *)&w->wakeup)) return;
+  uv_close((uv_handle_t *)&w->wakeup, NULL); /* the last handle: uv_run returns */
+}
+
+static void stop_listening(struct worker *w) {
+  for (size_t i = 0; i < w->listener_count; i++) listener_stop(&w->listeners[i]);
+}
+
+static void drain(struct worker *w) {
+  w->draining = true;
+  stop_listening(w);
+  for (struct conn *c = w->conns, *next; c; c = next) {
+    next = c->next;
+    conn_drain(c);
+  }
+  finish_if_done(w);
+}
+
+static void stop_now(struct worker *w) {
+  w->draining = true;
+  stop_listening(w);
+  for (struct conn *c = w->conns, *next; c; c = next) {
+    next = c->next;
+    conn_close(c, "shutdown timeout");
+  }
+  finish_if_done(w);
+}
+
+static void on_wakeup(uv_async_t *a) {
+  struct worker *w = a->data;
+  unsigned cmds = atomic_exchange(&w->commands, 0);
+  if (cmds & WORKER_STOP)
+    stop_now(w);
+  else if (cmds & WORKER_DRAIN)
+    drain(w);
+}
+
+void worker_init(struct worker *w, unsigned id, struct server *server, struct generation *gen,
+                 const int *fds, size_t fd_count) {
+  memset(w, 0, sizeof *w);
+  w->id = id;
+  w->server = server;
+  atomic_init(&w->commands, 0);
+  uv_loop_init(&w->loop);
+  bufpool_init(&w->pool, POOL_MAX_FREE);
+  w->gen = generation_ref(gen);
+  uv_async_init(&w->loop, &w->wakeup, on_wakeup);
+  w->wakeup.data = w;
+  w->listeners = xcalloc(fd_count, sizeof *w->listeners);
+  w->listener_count = fd_count;
+  for (size_t i = 0; i < fd_count; i++) {
+    int rc = listener_start(&w->listeners[i], w, i, fds[i]);
+    if (rc) log_error("worker %u: cannot listen on %s: %s", id, gen->cfg->listen[i].addr.text,
+                      uv_strerror(rc));
+  }
+}
+
+static void run(void *arg) {
+  struct worker *w = arg;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  atomic_fetch_add(&w->server->workers_exited, 1);
+  uv_async_send(&w->server->worker_exited);
+}
+
+int worker_start(struct worker *w) { return uv_thread_create(&w->thread, run, w); }
+
+void worker_command(struct worker *w, enum worker_command cmd) {
+  atomic_fetch_or(&w->commands, (unsigned)cmd);
+  uv_async_send(&w->wakeup);
+}
+
+void worker_conn_closed(struct worker *w) { finish_if_done(w); }
+
+void worker_join(struct worker *w) {
+  uv_thread_join(&w->thread);
+  uv_run(&w->loop, UV_RUN_NOWAIT); /* run close callbacks still pending */
+  if (uv_loop_close(&w->loop) != 0) log_warn("worker %u: handles left open at exit", w->id);
+  conn_write_reqs_free(w);
+  bufpool_destroy(&w->pool);
+  generation_unref(w->gen);
+  free(w->listeners);
+}

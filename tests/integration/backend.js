@@ -1,0 +1,90 @@
+// A real HTTP/1.1 backend for the integration tests: Node's own http server (keep-alive,
+// pipelining, chunked encoding, 100-continue), with routes that exercise the proxy.
+// Usage: node backend.js PORT   (prints "ready" when listening)
+'use strict';
+const http = require('http');
+const crypto = require('crypto');
+
+const port = parseInt(process.argv[2], 10);
+let requests = 0;
+let connections = 0;
+
+function pattern(n) {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + 7) & 0xff;
+  return b;
+}
+const block = pattern(1 << 20);
+
+function sendJson(res, status, obj) {
+  const body = Buffer.from(JSON.stringify(obj));
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': body.length });
+  res.end(body);
+}
+
+function streamBytes(req, res, n, chunked) {
+  const headers = { 'Content-Type': 'application/octet-stream' };
+  if (!chunked) headers['Content-Length'] = n;
+  res.writeHead(200, headers);
+  let left = n;
+  const pump = () => {
+    while (left > 0) {
+      const k = Math.min(left, block.length);
+      left -= k;
+      if (!res.write(k === block.length ? block : block.subarray(0, k))) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}
+
+const server = http.createServer((req, res) => {
+  requests++;
+  const url = new URL(req.url, 'http://backend');
+  const path = url.pathname;
+  const q = (name, dflt) => (url.searchParams.has(name) ? url.searchParams.get(name) : dflt);
+  if (path === '/bytes') return streamBytes(req, res, parseInt(q('n', '0'), 10), q('chunked', '0') === '1');
+  if (path === '/stats') return sendJson(res, 200, { requests, connections });
+  if (path.startsWith('/status/')) {
+    const code = parseInt(path.slice(8), 10);
+    res.writeHead(code, code === 204 || code === 304 ? {} : { 'Content-Length': 2 });
+    return res.end(code === 204 || code === 304 ? undefined : 'ok');
+  }
+  if (path === '/close-early') return req.socket.destroy();
+  if (path === '/reset') {
+    res.writeHead(200, { 'Content-Length': 1000000 });
+    res.write('partial');
+    return setTimeout(() => req.socket.resetAndDestroy ? req.socket.resetAndDestroy() : req.socket.destroy(), 50);
+  }
+  if (path === '/garbage') {
+    req.socket.write('this is not HTTP at all\r\n\r\n');
+    return req.socket.end();
+  }
+  // Everything else: consume the body, then describe the request.
+  const hash = crypto.createHash('sha256');
+  let length = 0;
+  req.on('data', (d) => { hash.update(d); length += d.length; });
+  req.on('end', () => {
+    const reply = () => sendJson(res, 200, {
+      method: req.method, url: req.url, httpVersion: req.httpVersion,
+      headers: req.rawHeaders, bodyLength: length, bodySha256: hash.digest('hex'),
+      remotePort: req.socket.remotePort, connectionRequests: req.socket.stapler_requests,
+      trailers: req.rawTrailers,
+    });
+    const delay = parseInt(q('delay', '0'), 10);
+    if (delay) setTimeout(reply, delay); else reply();
+  });
+});
+
+server.on('connection', (sock) => {
+  connections++;
+  sock.stapler_requests = 0;
+  sock.on('data', () => {});
+});
+server.on('request', (req) => { req.socket.stapler_requests++; });
+server.keepAliveTimeout = parseInt(process.env.KEEPALIVE_MS || '5000', 10);
+server.listen(port, '127.0.0.1', () => { process.stdout.write('ready\n'); });
+process.on('SIGTERM', () => process.exit(0));

@@ -1,0 +1,209 @@
+"""TLS termination with real clients: certificate choice per client, SNI, versions, ALPN, and
+static OCSP staples sent only when asked and only with their own certificate."""
+import os
+import re
+import subprocess
+
+from harness import StaplerCase, run, OPENSSL, STAPLER
+
+
+class DualCertificateTest(StaplerCase):
+    def setUp(self):
+        super().setUp()
+        self.rsa = dict(self.pki.rsa, ocsp_response=self.pki.staple(
+            self.pki.rsa, os.path.join(self.tmp, "rsa.der")))
+        self.ecdsa = dict(self.pki.ecdsa, ocsp_response=self.pki.staple(
+            self.pki.ecdsa, os.path.join(self.tmp, "ecdsa.der"), signer="issuer"))
+        self.p = self.proxy(certs=[self.rsa, self.ecdsa])
+
+    def assert_served(self, out, leaf, stapled=True):
+        self.assertIn("Verify return code: 0 (ok)", out)
+        self.assertEqual(self.served_subject(out), leaf["subject"], out)
+        if stapled:
+            self.assertIn("OCSP Response Status: successful", out)
+            self.assertIn("Cert Status: good", out)
+            answer = out[out.index("Responses:"):out.index("Cert Status")]
+            serials = re.findall(r"Serial Number: ([0-9A-F]+)", answer)
+            self.assertEqual(serials, [leaf["serial"]], "staple must be the served cert's own")
+
+    def test_tls13_default_client_gets_ecdsa_with_its_staple(self):
+        rc, out = self.s_client(self.p.port, status=True)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("TLSv1.3", out)
+        self.assert_served(out, self.pki.ecdsa)
+
+    def test_tls13_rsa_only_client_gets_rsa_with_its_staple(self):
+        rc, out = self.s_client(self.p.port, ["-sigalgs", "RSA-PSS+SHA256"], status=True)
+        self.assertEqual(rc, 0, out)
+        self.assert_served(out, self.pki.rsa)
+
+    def test_tls12_ecdhe_rsa_suite_gets_rsa(self):
+        rc, out = self.s_client(self.p.port, ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"],
+                                status=True)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("TLSv1.2", out)
+        self.assert_served(out, self.pki.rsa)
+
+    def test_tls12_ecdhe_ecdsa_suite_gets_ecdsa(self):
+        rc, out = self.s_client(self.p.port,
+                                ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+                                status=True)
+        self.assertEqual(rc, 0, out)
+        self.assert_served(out, self.pki.ecdsa)
+
+    def test_tls12_without_the_curve_in_groups_gets_rsa(self):
+        # P-256 missing from supported_groups: RFC 8422 forbids the P-256 certificate.
+        rc, out = self.s_client(self.p.port, ["-tls1_2", "-groups", "X25519"], status=True)
+        self.assertEqual(rc, 0, out)
+        self.assert_served(out, self.pki.rsa)
+
+    def test_tls12_client_that_can_use_neither_fails_cleanly(self):
+        rc, out = self.s_client(self.p.port, ["-tls1_2", "-groups", "X25519", "-cipher",
+                                              "ECDHE-ECDSA-AES128-GCM-SHA256"])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("handshake failure", out)
+        rc, out = self.s_client(self.p.port)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("client cannot verify any certificate", self.p.log())
+
+    def test_no_staple_requested_still_serves(self):
+        rc, out = self.s_client(self.p.port)
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("OCSP Response Status", out)
+
+    def test_curl_cert_status_both_certificates(self):
+        url = "https://localhost:%d/echo" % self.p.port
+        p = self.curl(url, ["--cert-status"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self.curl(url, ["--cert-status", "--tlsv1.2", "--tls-max", "1.2", "--ciphers",
+                            "ECDHE-RSA-AES128-GCM-SHA256", "-v"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(b"localhost-rsa", p.stderr)
+
+
+class SniTest(StaplerCase):
+    def setUp(self):
+        super().setUp()
+        certs = [self.pki.rsa, self.pki.ecdsa, self.pki.other_ecdsa, self.pki.wild_rsa]
+        self.p = self.proxy(certs=certs, extra="default_name: localhost\n")
+
+    def subject_for(self, servername, args=()):
+        rc, out = self.s_client(self.p.port, list(args), servername=servername)
+        return self.served_subject(out) if rc == 0 else None
+
+    def test_exact_name(self):
+        self.assertEqual(self.subject_for("other.example"), "other-ecdsa")
+        self.assertEqual(self.subject_for("OTHER.Example"), "other-ecdsa")
+
+    def test_wildcard_one_label(self):
+        rc, out = self.s_client(self.p.port, servername="a.wild.example",
+                                args=["-verify_hostname", "a.wild.example"])
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(self.served_subject(out), "wild-rsa")
+        # A wildcard covers one label only: a.b.wild.example gets the default certificate.
+        self.assertEqual(self.subject_for("a.b.wild.example"), "localhost-ecdsa")
+
+    def test_unknown_or_absent_name_gets_default(self):
+        rc, out = self.s_client(self.p.port, servername="unknown.example")
+        self.assertEqual(self.served_subject(out), "localhost-ecdsa", out)
+        rc, out = self.s_client(self.p.port, servername=None)
+        self.assertEqual(self.served_subject(out), "localhost-ecdsa", out)
+
+    def test_single_certificate_name_refuses_client_that_cannot_use_it(self):
+        rc, out = self.s_client(self.p.port, ["-sigalgs", "RSA-PSS+SHA256"],
+                                servername="other.example")
+        self.assertNotEqual(rc, 0)
+        self.assertEqual(self.subject_for("other.example"), "other-ecdsa")
+
+
+class VersionAndAlpnTest(StaplerCase):
+    def test_min_version_13_refuses_tls12(self):
+        p = self.proxy(extra='tls:\n  min_version: "1.3"\n')
+        rc, out = self.s_client(p.port, ["-tls1_2"])
+        self.assertNotEqual(rc, 0, out)
+        rc, out = self.s_client(p.port, ["-tls1_3"])
+        self.assertEqual(rc, 0, out)
+
+    def test_alpn(self):
+        p = self.proxy()
+        rc, out = self.s_client(p.port, ["-alpn", "h2,http/1.1"])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("ALPN protocol: http/1.1", out)
+        rc, out = self.s_client(p.port, ["-alpn", "h2"])
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("no application protocol", out)
+
+
+class StapleValidationTest(StaplerCase):
+    def check(self, certs):
+        cfg = self.write("check.yaml", "listen:\n  - address: 127.0.0.1:1\nbackend:\n"
+                         "  address: 127.0.0.1:2\ncertificates:\n" + "".join(
+                             "  - cert: %s\n    key: %s\n%s" % (
+                                 c["cert"], c["key"],
+                                 "    ocsp_response: %s\n" % c["ocsp_response"]
+                                 if c.get("ocsp_response") else "") for c in certs))
+        p = subprocess.run([STAPLER, "-t", "-c", cfg], capture_output=True, timeout=30)
+        return p.returncode, p.stdout.decode() + p.stderr.decode()
+
+    def test_staple_for_another_certificate_is_refused(self):
+        wrong = self.pki.staple(self.pki.rsa, os.path.join(self.tmp, "rsa.der"))
+        rc, out = self.check([dict(self.pki.ecdsa, ocsp_response=wrong)])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("CertID mismatch", out)
+
+    def test_garbage_staple_is_refused(self):
+        junk = self.write("junk.der", "this is not DER")
+        rc, out = self.check([dict(self.pki.ecdsa, ocsp_response=junk)])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("not a DER OCSPResponse", out)
+
+    def test_staple_without_next_update_is_refused(self):
+        path = os.path.join(self.tmp, "nonext.der")
+        run([OPENSSL, "ocsp", "-index", self.pki.index, "-rsigner", self.pki.path("ocsp.pem"),
+             "-rkey", self.pki.path("ocsp.key"), "-CA", self.pki.inter + ".pem", "-issuer",
+             self.pki.inter + ".pem", "-cert", self.pki.ecdsa["leaf"], "-respout", path,
+             "-no_nonce"])
+        rc, out = self.check([dict(self.pki.ecdsa, ocsp_response=path)])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("no nextUpdate", out)
+
+    def test_check_reports_certificates(self):
+        good = self.pki.staple(self.pki.ecdsa, os.path.join(self.tmp, "e.der"))
+        rc, out = self.check([self.pki.rsa, dict(self.pki.ecdsa, ocsp_response=good),
+                              self.pki.must_staple])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("RSA-2048", out)
+        self.assertIn("ECDSA P-256", out)
+        self.assertIn("OCSP URL:    %s" % self.pki.ocsp_url, out)
+        self.assertIn("must-staple: yes", out)
+        self.assertIn("staple:      good", out)
+        self.assertIn("configuration OK", out)
+
+    def test_key_mismatch_and_chain_order(self):
+        rc, out = self.check([dict(self.pki.rsa, key=self.pki.ecdsa["key"])])
+        self.assertEqual(rc, 1, out)
+        self.assertIn("private key does not match", out)
+        reversed_chain = self.write("rev.pem", open(self.pki.inter + ".pem").read() +
+                                    open(self.pki.rsa["leaf"]).read())
+        rc, out = self.check([dict(self.pki.rsa, cert=reversed_chain)])
+        self.assertEqual(rc, 1, out)
+
+
+class MustStapleTest(StaplerCase):
+    def test_must_staple_certificate(self):
+        staple = self.pki.staple(self.pki.must_staple, os.path.join(self.tmp, "m.der"))
+        with_staple = dict(self.pki.must_staple, ocsp_response=staple)
+        p = self.proxy(certs=[self.pki.ecdsa, with_staple])
+        rc, out = self.s_client(p.port, servername="must.example", status=True,
+                                args=["-verify_hostname", "must.example"])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("Cert Status: good", out)
+
+    def test_must_staple_without_staple_refuses_clients_that_ask(self):
+        p = self.proxy(certs=[self.pki.ecdsa, self.pki.must_staple])
+        rc, out = self.s_client(p.port, servername="must.example", status=True)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("requires a valid staple", p.log())
+        rc, out = self.s_client(p.port, servername="must.example",
+                                args=["-verify_hostname", "must.example"])
+        self.assertEqual(rc, 0, out)
