@@ -119,7 +119,9 @@ static bool parse_sig_alg(CBS element, struct sig_alg *out) {
   return false;
 }
 
-static enum ocsp_error fail(struct ocsp_result *out, enum ocsp_error err, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static enum ocsp_error fail(struct ocsp_result *out,
+                                                               enum ocsp_error err,
+                                                               const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(out->detail, sizeof out->detail, fmt, ap);

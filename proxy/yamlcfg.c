@@ -13,6 +13,8 @@
 
 #include "stapler/util.h"
 
+bool yamlcfg_resolve_names = true;
+
 void ycfg_error(struct ycfg *y, const yaml_node_t *node, const char *key, const char *fmt, ...) {
   char msg[512];
   va_list ap;
@@ -291,7 +293,8 @@ const char *parse_address(const char *s, bool allow_unix, struct config_addr *ou
   uint16_t port;
   const char *err = split_host_port(s, host, sizeof host, &port);
   if (err) return err;
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                           .ai_flags = yamlcfg_resolve_names ? 0 : AI_NUMERICHOST};
   struct addrinfo *res = NULL;
   char service[8];
   snprintf(service, sizeof service, "%u", port);

@@ -56,6 +56,10 @@ bool ycfg_uint(struct ycfg *y, yaml_node_t *node, const char *key, uint64_t min,
 int ycfg_enum(struct ycfg *y, yaml_node_t *node, const char *key, const char *const *names,
               size_t count);
 
+/* When false, host names in addresses are refused instead of looked up (the config fuzzer
+ * must not send DNS queries). True by default. */
+extern bool yamlcfg_resolve_names;
+
 /* Parsing of the value forms, shared with code that builds configs without YAML. */
 bool parse_duration_ms(const char *s, uint64_t *out_ms);
 /* host:port, [v6]:port or unix:/path; resolves host names. Returns NULL or an error text. */
