@@ -207,9 +207,7 @@ enum ocsp_error cert_set_staple_der(struct cert *c, const uint8_t *der, size_t l
   }
   enum ocsp_error verdict = ocsp_verify(der, len, c->leaf, c->issuer, now, result);
   if (verdict != OCSP_OK) return verdict;
-  struct staple *old = c->staple;
-  c->staple = staple_new(der, len, result);
-  staple_unref(old);
+  staple_unref(cert_swap_staple(c, staple_new(der, len, result)));
   return OCSP_OK;
 }
 
@@ -227,6 +225,6 @@ void cert_free(struct cert *c) {
   certinfo_free(&c->info);
   free(c->ocsp_url);
   free(c->label);
-  staple_unref(c->staple);
+  staple_unref(cert_staple(c));
   free(c);
 }

@@ -54,21 +54,22 @@ bool certselect_client_can_use(const struct client_caps *caps, uint16_t version,
   return false;
 }
 
-bool certselect_policy_allows(const struct cert *c, const struct client_caps *caps, time_t now) {
+bool certselect_policy_allows(const struct cert *c, const struct staple *staple,
+                              const struct client_caps *caps, time_t now) {
   if (!caps->status_request) return true;
   switch (c->policy) {
-  case OCSP_POLICY_MUST_STAPLE: return staple_fresh(c->staple, now);
-  case OCSP_POLICY_STRICT: return !c->staple || staple_fresh(c->staple, now);
+  case OCSP_POLICY_MUST_STAPLE: return staple_fresh(staple, now);
+  case OCSP_POLICY_STRICT: return !staple || staple_fresh(staple, now);
   default: return true;
   }
 }
 
-const struct cert *certselect_choose(const struct client_caps *caps, uint16_t version,
-                                     const struct cert_pair *pair, time_t now,
-                                     enum certselect_failure *why) {
+bool certselect_choose(const struct client_caps *caps, uint16_t version,
+                       const struct cert_pair *pair, time_t now, struct cert_choice *out,
+                       enum certselect_failure *why) {
   if (!version) {
     *why = CERTSELECT_NO_VERSION;
-    return NULL;
+    return false;
   }
   const struct cert *candidates[2] = {pair->ecdsa, pair->rsa}; /* ECDSA is cheaper: first */
   bool usable = false;
@@ -76,13 +77,16 @@ const struct cert *certselect_choose(const struct client_caps *caps, uint16_t ve
     const struct cert *c = candidates[i];
     if (!c || !certselect_client_can_use(caps, version, &c->info)) continue;
     usable = true;
-    if (certselect_policy_allows(c, caps, now)) {
+    struct staple *s = cert_staple(c);
+    if (certselect_policy_allows(c, s, caps, now)) {
       *why = CERTSELECT_OK;
-      return c;
+      out->cert = c;
+      out->staple = caps->status_request && staple_fresh(s, now) ? s : NULL;
+      return true;
     }
   }
   *why = usable ? CERTSELECT_NO_VALID_STAPLE : CERTSELECT_NO_USABLE_CERT;
-  return NULL;
+  return false;
 }
 
 const char *certselect_failure_text(enum certselect_failure why) {

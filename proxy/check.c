@@ -1,22 +1,48 @@
 #include "stapler/check.h"
 
+#include <stdlib.h>
+
 #include "stapler/asn1time.h"
 #include "stapler/generation.h"
+#include "stapler/ocsp_cache.h"
 #include "stapler/util.h"
 
 static void print_staple(FILE *out, const struct cert *c, time_t now) {
-  if (!c->staple) {
-    fprintf(out, "  staple:      none%s\n",
-            c->ocsp_url ? " yet (fetched at start-up when ocsp.fetch is on)" : "");
+  const struct staple *s = cert_staple(c);
+  if (!s) {
+    fprintf(out, "  staple:      %s\n", c->ocsp_url ? "none configured" : "none");
     return;
   }
   char next[32];
-  format_utc(c->staple->next_update, next, sizeof next);
-  fprintf(out, "  staple:      %s, valid until %s (%s)\n", ocsp_cert_status_name(c->staple->status),
-          next, staple_fresh(c->staple, now) ? "fresh" : "expired");
+  format_utc(s->next_update, next, sizeof next);
+  fprintf(out, "  staple:      %s, valid until %s (%s)\n", ocsp_cert_status_name(s->status), next,
+          staple_fresh(s, now) ? "fresh" : "expired");
 }
 
-static void print_cert(FILE *out, const struct cert *c, time_t now) {
+/* The cached answer the proxy would start with, verified the same way. */
+static void print_cached(FILE *out, const struct cert *c, const struct config_ocsp *o,
+                         time_t now) {
+  if (!o->fetch || !o->cache_dir || !c->ocsp_url) return;
+  uint8_t *der;
+  size_t len;
+  if (!ocsp_cache_load(o->cache_dir, c, &der, &len)) {
+    fprintf(out, "  cached:      none in %s\n", o->cache_dir);
+    return;
+  }
+  struct ocsp_result r;
+  enum ocsp_error err =
+      c->issuer ? ocsp_verify(der, len, c->leaf, c->issuer, now, &r) : OCSP_ERR_SIGNER_NOT_FOUND;
+  free(der);
+  if (err != OCSP_OK) {
+    fprintf(out, "  cached:      not usable (%s)\n", c->issuer ? r.detail : "no issuer");
+    return;
+  }
+  char until[32];
+  format_utc(r.next_update, until, sizeof until);
+  fprintf(out, "  cached:      %s, valid until %s\n", ocsp_cert_status_name(r.status), until);
+}
+
+static void print_cert(FILE *out, const struct cert *c, const struct config_ocsp *o, time_t now) {
   char key[32], until[32];
   certinfo_key_desc(&c->info, key, sizeof key);
   format_utc(c->info.not_after, until, sizeof until);
@@ -34,6 +60,7 @@ static void print_cert(FILE *out, const struct cert *c, time_t now) {
   fprintf(out, "  must-staple: %s\n", c->info.must_staple ? "yes (policy must-staple)" : "no");
   fprintf(out, "  policy:      %s\n", config_policy_name(c->policy));
   print_staple(out, c, now);
+  print_cached(out, c, o, now);
 }
 
 int check_config(const char *path, FILE *out, FILE *err) {
@@ -50,7 +77,8 @@ int check_config(const char *path, FILE *out, FILE *err) {
               cfg->listen[i].proxy_protocol ? " (PROXY protocol expected)" : "");
     fprintf(out, "backend %s (%s mode)\n", cfg->backend.addr.text,
             cfg->backend.mode == BACKEND_MODE_TCP ? "tcp" : "http");
-    for (size_t i = 0; i < gen->certs->cert_count; i++) print_cert(out, gen->certs->certs[i], now);
+    for (size_t i = 0; i < gen->certs->cert_count; i++)
+      print_cert(out, gen->certs->certs[i], &cfg->ocsp, now);
     fprintf(out, "default name %s\n", gen->certs->default_name);
     fprintf(out, "%s: configuration OK\n", path);
     generation_unref(gen);

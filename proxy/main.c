@@ -7,6 +7,7 @@
 #include "stapler/check.h"
 #include "stapler/generation.h"
 #include "stapler/log.h"
+#include "stapler/ocsp_cli.h"
 #include "stapler/server.h"
 #include "stapler/util.h"
 
@@ -14,6 +15,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: stapler [-c FILE]            run (without -c: a local development default)\n"
           "       stapler -t -c FILE           check a configuration and its certificates\n"
+          "       stapler ocsp CERT.pem [--issuer ISSUER.pem] [--url URL] [-o OUT.der]\n"
+          "                                    fetch, verify and show one OCSP response\n"
           "       stapler --version | --help\n"
           "\n"
           "Signals: SIGTERM/SIGINT drain connections and exit.\n"
@@ -63,6 +66,7 @@ int main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0},
   };
+  if (argc > 1 && !strcmp(argv[1], "ocsp")) return ocsp_cli_main(argc - 1, argv + 1);
   const char *path = NULL;
   bool check = false;
   int opt;

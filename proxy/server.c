@@ -59,6 +59,7 @@ static void on_shutdown_timeout(uv_timer_t *t) {
 static void begin_shutdown(struct server *s, const char *signame) {
   if (s->stopping) return;
   s->stopping = true;
+  stapling_stop(&s->stapling);
   log_info("%s: no longer accepting; draining %u connection(s) for up to %llu ms", signame,
            atomic_load(&s->open_connections),
            (unsigned long long)s->gen->cfg->timeouts.shutdown_ms);
@@ -111,6 +112,13 @@ int server_run(struct generation *gen) {
     worker_init(&s.workers[i], i, &s, gen, fds + (size_t)i * nl, nl);
   free(fds);
 
+  /* Cached staples are loaded before the first connection is accepted. */
+  s.quiescent = xcalloc(s.worker_count, sizeof *s.quiescent);
+  for (unsigned i = 0; i < s.worker_count; i++) s.quiescent[i] = &s.workers[i].quiescent;
+  qsbr_init(&s.qsbr, s.quiescent, s.worker_count);
+  stapling_init(&s.stapling, s.loop, &s.qsbr);
+  stapling_attach(&s.stapling, gen);
+
   uv_async_init(s.loop, &s.worker_exited, on_worker_exited);
   s.worker_exited.data = &s;
   uv_timer_init(s.loop, &s.shutdown_timer);
@@ -124,6 +132,9 @@ int server_run(struct generation *gen) {
   uv_run(s.loop, UV_RUN_DEFAULT);
 
   for (unsigned i = 0; i < s.worker_count; i++) worker_join(&s.workers[i]);
+  qsbr_destroy(&s.qsbr); /* no worker runs any more */
+  stapling_free(&s.stapling);
+  free(s.quiescent);
   free(s.workers);
   uv_loop_close(s.loop);
   log_info("stopped");

@@ -71,15 +71,17 @@ static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *
   uint16_t version = certselect_version(&caps, cfg->tls.min_version, TLS1_3_VERSION);
   const struct cert_pair *pair =
       certstore_lookup(t->gen->certs, caps.sni[0] ? caps.sni : NULL);
-  time_t now = wall_now();
-  const struct cert *c = certselect_choose(&caps, version, pair, now, &t->select_failure);
+  struct cert_choice choice;
   t->status_requested = caps.status_request;
-  if (!c) return ssl_select_cert_error;
+  if (!certselect_choose(&caps, version, pair, wall_now(), &choice, &t->select_failure))
+    return ssl_select_cert_error;
+  const struct cert *c = choice.cert;
   if (!SSL_set_chain_and_key(hello->ssl, c->chain, c->chain_len, c->key, NULL))
     return ssl_select_cert_error;
   t->cert = c;
-  if (caps.status_request && staple_fresh(c->staple, now)) {
-    if (!SSL_set_ocsp_response(hello->ssl, c->staple->der, c->staple->len))
+  /* The staple is copied here, inside this callback: see qsbr.h for why that matters. */
+  if (choice.staple) {
+    if (!SSL_set_ocsp_response(hello->ssl, choice.staple->der, choice.staple->len))
       return ssl_select_cert_error;
     t->stapled = true;
   }

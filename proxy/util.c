@@ -2,6 +2,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +75,24 @@ bool read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len)
   return true;
 }
 
-time_t wall_now(void) { return time(NULL); }
+static long clock_offset(void) {
+  static _Atomic long offset = LONG_MIN;
+  long v = atomic_load_explicit(&offset, memory_order_relaxed);
+  if (v == LONG_MIN) {
+    const char *s = getenv("STAPLER_TEST_CLOCK_OFFSET");
+    v = s ? strtol(s, NULL, 10) : 0;
+    atomic_store_explicit(&offset, v, memory_order_relaxed);
+  }
+  return v;
+}
+
+time_t wall_now(void) { return time(NULL) + clock_offset(); }
+
+uint64_t wall_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)(ts.tv_sec + clock_offset()) * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 void ascii_lower(char *s) {
   for (; *s; s++) *s = (char)tolower((unsigned char)*s);

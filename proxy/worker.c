@@ -7,6 +7,7 @@
 #include "stapler/generation.h"
 #include "stapler/listener.h"
 #include "stapler/log.h"
+#include "stapler/qsbr.h"
 #include "stapler/server.h"
 #include "stapler/util.h"
 
@@ -15,8 +16,14 @@
 
 static void finish_if_done(struct worker *w) {
   if (!w->draining || w->conn_count > 0 || uv_is_closing((uv_handle_t *)&w->wakeup)) return;
-  uv_close((uv_handle_t *)&w->wakeup, NULL); /* the last handle: uv_run returns */
+  /* The last handles: uv_run returns once they are closed. */
+  uv_close((uv_handle_t *)&w->wakeup, NULL);
+  uv_close((uv_handle_t *)&w->before_poll, NULL);
+  uv_close((uv_handle_t *)&w->after_poll, NULL);
 }
+
+static void on_before_poll(uv_prepare_t *p) { qsbr_quiescent(&((struct worker *)p->data)->quiescent); }
+static void on_after_poll(uv_check_t *c) { qsbr_quiescent(&((struct worker *)c->data)->quiescent); }
 
 static void stop_listening(struct worker *w) {
   for (size_t i = 0; i < w->listener_count; i++) listener_stop(&w->listeners[i]);
@@ -62,6 +69,12 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
   w->gen = generation_ref(gen);
   uv_async_init(&w->loop, &w->wakeup, on_wakeup);
   w->wakeup.data = w;
+  atomic_init(&w->quiescent, 0);
+  uv_prepare_init(&w->loop, &w->before_poll);
+  uv_check_init(&w->loop, &w->after_poll);
+  w->before_poll.data = w->after_poll.data = w;
+  uv_prepare_start(&w->before_poll, on_before_poll);
+  uv_check_start(&w->after_poll, on_after_poll);
   w->listeners = xcalloc(fd_count, sizeof *w->listeners);
   w->listener_count = fd_count;
   for (size_t i = 0; i < fd_count; i++) {

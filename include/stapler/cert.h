@@ -7,6 +7,7 @@
 #include <openssl/base.h>
 #include <openssl/pool.h>
 #include <openssl/x509.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "stapler/certinfo.h"
@@ -25,8 +26,20 @@ struct cert {
   char *ocsp_url;         /* config override, else the AIA URL, else NULL */
   enum ocsp_policy policy; /* effective: must-staple certificates always get must-staple */
   uint8_t fingerprint[32]; /* SHA-256 of the leaf DER */
-  struct staple *staple;  /* current verified staple, or NULL */
+  /* The current verified staple, or NULL. Replaced by the control thread while workers read
+   * it (see qsbr.h); read it with cert_staple(). */
+  _Atomic(struct staple *) staple;
 };
+
+static inline struct staple *cert_staple(const struct cert *c) {
+  return atomic_load_explicit(&((struct cert *)c)->staple, memory_order_acquire);
+}
+
+/* Installs `s` (taking its reference) and returns the previous staple, which the caller
+ * releases once no worker can be reading it. */
+static inline struct staple *cert_swap_staple(struct cert *c, struct staple *s) {
+  return atomic_exchange_explicit(&c->staple, s, memory_order_acq_rel);
+}
 
 /* Loads cert, key and optional static staple named by `cc`, checking that the key matches,
  * that each chain certificate issues the one before it and that the leaf is within its validity.
@@ -41,7 +54,8 @@ struct cert *cert_from_x509(const char *label, X509 **chain, size_t chain_len, E
 void cert_free(struct cert *c);
 
 /* Verifies `der` for this certificate and, when it may be stapled, makes it the current
- * staple. Returns the verdict; `result` explains it. */
+ * staple. Only while no worker uses the certificate (loading). Returns the verdict; `result`
+ * explains it. */
 enum ocsp_error cert_set_staple_der(struct cert *c, const uint8_t *der, size_t len, time_t now,
                                     struct ocsp_result *result);
 

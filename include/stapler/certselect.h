@@ -19,8 +19,10 @@ uint16_t certselect_version(const struct client_caps *caps, uint16_t min_version
 bool certselect_client_can_use(const struct client_caps *caps, uint16_t version,
                                const struct cert_info *info);
 
-/* Whether the OCSP policy lets `c` be served to this client. */
-bool certselect_policy_allows(const struct cert *c, const struct client_caps *caps, time_t now);
+/* Whether the OCSP policy lets `c`, whose current staple is `staple`, be served to this
+ * client. */
+bool certselect_policy_allows(const struct cert *c, const struct staple *staple,
+                              const struct client_caps *caps, time_t now);
 
 enum certselect_failure {
   CERTSELECT_OK,
@@ -29,10 +31,16 @@ enum certselect_failure {
   CERTSELECT_NO_VALID_STAPLE, /* usable, but the OCSP policy forbids serving without a staple */
 };
 
-/* The chosen certificate, or NULL with `*why` saying why not. */
-const struct cert *certselect_choose(const struct client_caps *caps, uint16_t version,
-                                     const struct cert_pair *pair, time_t now,
-                                     enum certselect_failure *why);
+struct cert_choice {
+  const struct cert *cert;
+  struct staple *staple; /* to send: fresh, and only when the client asked; else NULL */
+};
+
+/* Chooses the certificate (and the staple read with the same load). False with `*why` saying
+ * why when none can be served. */
+bool certselect_choose(const struct client_caps *caps, uint16_t version,
+                       const struct cert_pair *pair, time_t now, struct cert_choice *out,
+                       enum certselect_failure *why);
 
 const char *certselect_failure_text(enum certselect_failure why);
 

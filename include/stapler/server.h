@@ -6,6 +6,8 @@
 #include <uv.h>
 
 #include "stapler/generation.h"
+#include "stapler/qsbr.h"
+#include "stapler/stapling.h"
 #include "stapler/worker.h"
 
 struct server {
@@ -18,6 +20,9 @@ struct server {
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t shutdown_timer;
   atomic_uint open_connections;
+  struct qsbr qsbr;            /* frees staples the workers may still be reading */
+  _Atomic uint64_t **quiescent; /* each worker's counter, for qsbr */
+  struct stapling stapling;    /* fetches and publishes OCSP staples */
   bool stopping;
 };
 

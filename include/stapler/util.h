@@ -22,8 +22,12 @@ char *xstrndup(const char *s, size_t n);
 /* Reads a whole file. Returns false and sets errno on failure. The caller frees *out. */
 bool read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len);
 
-/* Wall-clock seconds; tests may shift it (see util.c). */
+/* Wall-clock seconds. The environment variable STAPLER_TEST_CLOCK_OFFSET (seconds, read once)
+ * shifts it, so tests can see staples age and expire without waiting; never set it in
+ * production. */
 time_t wall_now(void);
+/* The same clock in milliseconds, for timers that fire at a wall-clock moment. */
+uint64_t wall_now_ms(void);
 
 /* Lowercases ASCII in place. */
 void ascii_lower(char *s);

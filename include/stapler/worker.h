@@ -29,6 +29,9 @@ struct worker {
   uv_thread_t thread;
   uv_async_t wakeup;
   atomic_uint commands;
+  uv_prepare_t before_poll; /* both bump `quiescent` (see qsbr.h) */
+  uv_check_t after_poll;
+  _Atomic uint64_t quiescent;
   struct bufpool pool;
   struct generation *gen; /* the generation new connections use; the worker holds a ref */
   struct listener *listeners;

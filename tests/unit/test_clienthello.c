@@ -44,6 +44,12 @@ static struct cert ecdsa_cert = {
 static struct cert ecdsa384_cert = {
     .label = "ecdsa384", .info = {.kind = KEY_KIND_ECDSA, .curve_nid = NID_secp384r1}};
 
+static const struct cert *choose(const struct client_caps *caps, uint16_t version,
+                                 const struct cert_pair *pair, enum certselect_failure *why) {
+  struct cert_choice choice;
+  return certselect_choose(caps, version, pair, 0, &choice, why) ? choice.cert : NULL;
+}
+
 static void load(const char *name, struct client_caps *caps) {
   char path[256];
   snprintf(path, sizeof path, "clienthello/%s", name);
@@ -69,7 +75,9 @@ static void test_captures_parse_and_choose(void) {
     uint16_t version = certselect_version(&caps, TLS1_2_VERSION, TLS1_3_VERSION);
     CHECK_EQ_INT(version, k->tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
     enum certselect_failure why;
-    const struct cert *c = certselect_choose(&caps, version, &pair, 0, &why);
+    struct cert_choice choice = {0};
+    const struct cert *c =
+        certselect_choose(&caps, version, &pair, 0, &choice, &why) ? choice.cert : NULL;
     const struct cert *want = k->choice == WANT_ECDSA ? &ecdsa_cert
                               : k->choice == WANT_RSA ? &rsa_cert
                                                       : NULL;
@@ -84,14 +92,14 @@ static void test_single_certificate_names(void) {
   /* RSA-only name: an ECDSA-only TLS 1.3 client cannot use it. */
   load("openssl-sigalgs-ecdsa-sha256.bin", &caps);
   struct cert_pair rsa_only = {.rsa = &rsa_cert};
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &rsa_only, 0, &why) == NULL);
+  CHECK(choose(&caps, TLS1_3_VERSION, &rsa_only, &why) == NULL);
   CHECK_EQ_INT(why, CERTSELECT_NO_USABLE_CERT);
   /* ECDSA-only name: an RSA-PSS-only client cannot use it; a default client can. */
   struct cert_pair ecdsa_only = {.ecdsa = &ecdsa_cert};
   load("openssl-sigalgs-rsapss-sha256.bin", &caps);
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &ecdsa_only, 0, &why) == NULL);
+  CHECK(choose(&caps, TLS1_3_VERSION, &ecdsa_only, &why) == NULL);
   load("openssl-default.bin", &caps);
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &ecdsa_only, 0, &why) == &ecdsa_cert);
+  CHECK(choose(&caps, TLS1_3_VERSION, &ecdsa_only, &why) == &ecdsa_cert);
 }
 
 static void test_p384_certificate(void) {
@@ -100,11 +108,11 @@ static void test_p384_certificate(void) {
   struct cert_pair pair = {.rsa = &rsa_cert, .ecdsa = &ecdsa384_cert};
   /* The client that offers only ECDHE-ECDSA and P-384 can use a P-384 certificate. */
   load("openssl-tls12-ecdhe-ecdsa-p384.bin", &caps);
-  CHECK(certselect_choose(&caps, TLS1_2_VERSION, &pair, 0, &why) == &ecdsa384_cert);
+  CHECK(choose(&caps, TLS1_2_VERSION, &pair, &why) == &ecdsa384_cert);
   /* TLS 1.3 with only ecdsa_secp256r1_sha256: a P-384 key cannot sign that scheme. */
   load("openssl-sigalgs-ecdsa-sha256.bin", &caps);
   struct cert_pair only384 = {.ecdsa = &ecdsa384_cert};
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &only384, 0, &why) == NULL);
+  CHECK(choose(&caps, TLS1_3_VERSION, &only384, &why) == NULL);
 }
 
 static void test_version_limits(void) {

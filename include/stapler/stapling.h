@@ -1,0 +1,57 @@
+/* Automatic OCSP stapling: for every certificate with an OCSP URL and an issuer, keep a fresh,
+ * verified staple. Runs on the control thread's loop; workers see each new staple through an
+ * atomic pointer swap (see cert.h, qsbr.h).
+ *
+ * Per certificate (a "job", keyed by the certificate's SHA-256 so state survives reloads): load
+ * the cached response at start, fetch at the times ocsp_schedule.h gives, verify every answer
+ * fully, publish it, persist it, log each fetch and its outcome. The last good staple stays in
+ * use until its own nextUpdate whatever the responder does; it is never served after. */
+#ifndef STAPLER_STAPLING_H
+#define STAPLER_STAPLING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <uv.h>
+
+#include "stapler/generation.h"
+#include "stapler/qsbr.h"
+
+struct ocsp_fetch;
+
+/* What is known about one certificate's stapling; read by the admin endpoint. */
+struct stapling_job {
+  struct stapling *mgr;
+  struct stapling_job *next;
+  uint8_t fingerprint[32];
+  struct cert *cert; /* in the attached generation */
+  uv_timer_t timer;
+  struct ocsp_fetch *fetch; /* in flight, or NULL */
+  uint8_t *request;         /* DER OCSPRequest for this certificate */
+  size_t request_len;
+  time_t next_attempt, last_attempt, last_success;
+  unsigned failures;        /* consecutive */
+  uint64_t fetches_ok, fetches_failed;
+  char last_error[256];
+  bool expiry_logged, seen;
+};
+
+struct stapling {
+  uv_loop_t *loop;
+  struct qsbr *qsbr;
+  struct generation *gen;
+  struct stapling_job *jobs;
+  uv_timer_t reclaim_timer; /* frees replaced staples once workers are past them */
+  bool cache_ok;
+  bool stopped;
+};
+
+void stapling_init(struct stapling *s, uv_loop_t *loop, struct qsbr *qsbr);
+/* Looks after `gen`'s certificates from now on (a reference is taken). */
+void stapling_attach(struct stapling *s, struct generation *gen);
+/* Cancels fetches and closes the timers; the loop can then finish. */
+void stapling_stop(struct stapling *s);
+/* Frees everything; after the loop has run the close callbacks. */
+void stapling_free(struct stapling *s);
+
+#endif

@@ -1,0 +1,354 @@
+/* The OCSP client's pieces: request building, verification of openssl-made answers and their
+ * hand-corrupted variants, the refresh schedule, the OCSP policies, the cache, and the
+ * deferred freeing of replaced staples. */
+#include <openssl/nid.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "stapler/cert.h"
+#include "stapler/certselect.h"
+#include "stapler/ocsp_cache.h"
+#include "stapler/ocsp_fetch.h"
+#include "stapler/ocsp_request.h"
+#include "stapler/ocsp_schedule.h"
+#include "stapler/ocsp_verify.h"
+#include "stapler/qsbr.h"
+#include "testing.h"
+
+#define V "ocsp/stapler/"
+
+static X509 *pem(const char *rel) {
+  size_t len;
+  unsigned char *data = testing_read(rel, &len);
+  BIO *bio = BIO_new_mem_buf(data, (ssize_t)len);
+  X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+  BIO_free(bio);
+  free(data);
+  return x;
+}
+
+static time_t own_time(const unsigned char *der, size_t len) {
+  struct ocsp_parsed p;
+  return ocsp_parse_response(der, len, &p) == NULL ? p.singles[0].this_update + 60 : 0;
+}
+
+static enum ocsp_error verify_file(const char *name, const char *leaf_name,
+                                   struct ocsp_result *r) {
+  char path[128], leaf_path[128];
+  snprintf(path, sizeof path, V "%s", name);
+  snprintf(leaf_path, sizeof leaf_path, V "%s", leaf_name);
+  size_t len;
+  unsigned char *der = testing_read(path, &len);
+  X509 *leaf = pem(leaf_path), *ca = pem(V "ca.pem");
+  enum ocsp_error err = ocsp_verify(der, len, leaf, ca, own_time(der, len), r);
+  X509_free(leaf);
+  X509_free(ca);
+  free(der);
+  return err;
+}
+
+static void test_request_matches_openssl(void) {
+  X509 *leaf = pem(V "leaf.pem"), *ca = pem(V "ca.pem");
+  uint8_t *der;
+  size_t len, want_len;
+  CHECK(ocsp_request_build(leaf, ca, &der, &len));
+  unsigned char *want = testing_read(V "request-sha1.der", &want_len);
+  CHECK_EQ_INT(len, want_len);
+  CHECK(len == want_len && memcmp(der, want, len) == 0);
+  char *url = ocsp_request_get_url("http://ocsp.example/", der, len);
+  CHECK(url != NULL);
+  CHECK(strncmp(url, "http://ocsp.example/ME", 22) == 0); /* base64 of a SEQUENCE */
+  CHECK(strchr(url + 20, '/') == NULL && strchr(url + 20, '+') == NULL &&
+        strchr(url + 20, '=') == NULL);
+  free(url);
+  url = ocsp_request_get_url("http://ocsp.example/path", der, len);
+  CHECK(strncmp(url, "http://ocsp.example/path/ME", 27) == 0);
+  free(url);
+  uint8_t big[400] = {0};
+  CHECK(ocsp_request_get_url("http://x/", big, sizeof big) == NULL); /* too long: POST */
+  free(want);
+  free(der);
+  X509_free(leaf);
+  X509_free(ca);
+}
+
+static void test_openssl_made_answers(void) {
+  struct ocsp_result r;
+  CHECK_EQ_INT(verify_file("good-delegated.der", "leaf.pem", &r), OCSP_OK);
+  CHECK_EQ_INT(r.status, OCSP_STATUS_GOOD);
+  CHECK(r.delegated);
+  CHECK_EQ_INT(verify_file("good-issuer.der", "leaf.pem", &r), OCSP_OK);
+  CHECK(!r.delegated);
+  CHECK_EQ_INT(verify_file("good-sha256-certid.der", "leaf.pem", &r), OCSP_OK);
+  CHECK_EQ_INT(verify_file("good-rsa-pss.der", "leaf.pem", &r), OCSP_OK);
+  CHECK_EQ_INT(verify_file("good-sha384-sig.der", "leaf.pem", &r), OCSP_OK);
+  CHECK_EQ_INT(verify_file("by-key.der", "leaf.pem", &r), OCSP_OK);
+  CHECK_EQ_INT(verify_file("revoked.der", "revoked.pem", &r), OCSP_OK);
+  CHECK_EQ_INT(r.status, OCSP_STATUS_REVOKED);
+  CHECK_EQ_INT(r.revocation_reason, 1); /* keyCompromise */
+  CHECK_EQ_INT(verify_file("unknown.der", "unknown.pem", &r), OCSP_OK);
+  CHECK_EQ_INT(r.status, OCSP_STATUS_UNKNOWN);
+  CHECK_EQ_INT(verify_file("noeku.der", "leaf.pem", &r), OCSP_ERR_UNAUTHORIZED);
+  CHECK_CONTAINS(r.detail, "OCSPSigning");
+  /* Signed by another CA, whose certificate comes along: not authorised by our issuer. */
+  CHECK_EQ_INT(verify_file("stranger.der", "leaf.pem", &r), OCSP_ERR_UNAUTHORIZED);
+  CHECK_EQ_INT(verify_file("no-next-update.der", "leaf.pem", &r), OCSP_ERR_NO_NEXT_UPDATE);
+  /* A genuine answer, for another certificate of the same CA. */
+  CHECK_EQ_INT(verify_file("revoked.der", "leaf.pem", &r), OCSP_ERR_WRONG_CERT);
+}
+
+/* Corrupts a copy of good-delegated.der with `edit` and expects `want`. */
+static void corrupted(void (*edit)(unsigned char *der, size_t *len), enum ocsp_error want,
+                      const char *what) {
+  size_t len;
+  unsigned char *orig = testing_read(V "good-delegated.der", &len);
+  unsigned char *der = malloc(len + 16);
+  memcpy(der, orig, len);
+  time_t now = own_time(orig, len);
+  edit(der, &len);
+  X509 *leaf = pem(V "leaf.pem"), *ca = pem(V "ca.pem");
+  struct ocsp_result r;
+  enum ocsp_error got = ocsp_verify(der, len, leaf, ca, now, &r);
+  if (got != want)
+    fprintf(stderr, "  %s: got %s (%s), want %s\n", what, ocsp_error_name(got), r.detail,
+            ocsp_error_name(want));
+  CHECK_EQ_INT(got, want);
+  X509_free(leaf);
+  X509_free(ca);
+  free(der);
+  free(orig);
+}
+
+static size_t find(const unsigned char *der, size_t len, const unsigned char *pat, size_t n) {
+  for (size_t i = 0; i + n <= len; i++)
+    if (!memcmp(der + i, pat, n)) return i;
+  return 0;
+}
+
+static void truncate_half(unsigned char *d, size_t *len) { *len /= 2; }
+static void trailing_byte(unsigned char *d, size_t *len) { d[(*len)++] = 0; }
+static void bad_outer_tag(unsigned char *d, size_t *len) { d[0] = 0x31; }
+static void longer_outer_length(unsigned char *d, size_t *len) { d[3]++; }
+static void flip_signature(unsigned char *d, size_t *len) {
+  struct ocsp_parsed p;
+  if (ocsp_parse_response(d, *len, &p) == NULL) d[CBS_data(&p.signature) - d + 8] ^= 0x40;
+}
+/* The included responder certificate's own signature (its last bytes). */
+static void flip_responder_cert(unsigned char *d, size_t *len) { d[*len - 2] ^= 0x40; }
+/* The CertID's serial 0x1001 is "02 02 10 01": turn it into 0x1002 (inside the signed part). */
+static void wrong_serial(unsigned char *d, size_t *len) {
+  static const unsigned char serial[] = {0x02, 0x02, 0x10, 0x01};
+  d[find(d, *len, serial, 4) + 3] = 0x02;
+}
+/* The first OCTET STRING of 20 bytes is the issuer name hash. */
+static void wrong_issuer_hash(unsigned char *d, size_t *len) {
+  static const unsigned char octets[] = {0x04, 0x14};
+  d[find(d, *len, octets, 2) + 5] ^= 0xff;
+}
+static void unsuccessful_status(unsigned char *d, size_t *len) {
+  static const unsigned char status[] = {0x0a, 0x01, 0x00};
+  d[find(d, *len, status, 3) + 2] = 3; /* tryLater */
+}
+
+static void test_hand_corrupted(void) {
+  corrupted(truncate_half, OCSP_ERR_MALFORMED, "truncated");
+  corrupted(trailing_byte, OCSP_ERR_MALFORMED, "trailing byte");
+  corrupted(bad_outer_tag, OCSP_ERR_MALFORMED, "bad tag");
+  corrupted(longer_outer_length, OCSP_ERR_MALFORMED, "wrong length");
+  corrupted(flip_signature, OCSP_ERR_SIGNATURE, "bad signature");
+  corrupted(flip_responder_cert, OCSP_ERR_UNAUTHORIZED, "responder certificate tampered");
+  corrupted(wrong_serial, OCSP_ERR_SIGNATURE, "serial edited after signing");
+  corrupted(wrong_issuer_hash, OCSP_ERR_SIGNATURE, "issuer hash edited after signing");
+  corrupted(unsuccessful_status, OCSP_ERR_RESPONSE_STATUS, "tryLater");
+}
+
+static void test_expired(void) {
+  size_t len;
+  unsigned char *der = testing_read(V "good-delegated.der", &len);
+  X509 *leaf = pem(V "leaf.pem"), *ca = pem(V "ca.pem");
+  struct ocsp_parsed p;
+  CHECK(ocsp_parse_response(der, len, &p) == NULL);
+  struct ocsp_result r;
+  CHECK_EQ_INT(ocsp_verify(der, len, leaf, ca, p.singles[0].next_update + 1, &r),
+               OCSP_ERR_EXPIRED);
+  /* (thisUpdate in the future is checked with OpenSSL's vectors in test_ocsp.c: here the
+   * responder certificate is as young as the answer.) */
+  free(der);
+  X509_free(leaf);
+  X509_free(ca);
+}
+
+static void test_schedule(void) {
+  const time_t t0 = 1000000, day = 86400;
+  struct ocsp_schedule_in in = {.have_staple = false};
+  CHECK_EQ_INT(ocsp_schedule_next(&in, t0, 12345), t0); /* nothing yet: now */
+  in = (struct ocsp_schedule_in){.have_staple = true, .this_update = t0, .next_update = t0 + 7 * day};
+  for (uint32_t rnd = 0; rnd < 2000; rnd += 37) { /* half-way, within 5% of the span */
+    time_t at = ocsp_schedule_next(&in, t0 + 60, rnd);
+    CHECK(at >= t0 + 7 * day / 2 - 7 * day / 20 && at <= t0 + 7 * day / 2 + 7 * day / 20);
+  }
+  /* Past the half-way point (a restart with an old cached staple): soon, spread over 30 s. */
+  time_t late = t0 + 5 * day;
+  time_t at = ocsp_schedule_next(&in, late, 99);
+  CHECK(at >= late && at <= late + 30);
+  /* Failures back off 1, 2, 4 ... minutes, up to an hour. */
+  in.failures = 1;
+  at = ocsp_schedule_next(&in, late, 0);
+  CHECK(at - late >= 54 && at - late <= 66);
+  in.failures = 3;
+  at = ocsp_schedule_next(&in, late, 0);
+  CHECK(at - late >= 216 && at - late <= 264);
+  in.failures = 30;
+  at = ocsp_schedule_next(&in, late, 0);
+  CHECK(at - late >= 3240 && at - late <= 3960);
+  /* ... but always try again before the staple expires. */
+  time_t near_end = t0 + 7 * day - 600;
+  at = ocsp_schedule_next(&in, near_end, 0);
+  CHECK(at < t0 + 7 * day && at >= near_end + 10);
+  at = ocsp_schedule_next(&in, t0 + 7 * day - 15, 0);
+  CHECK_EQ_INT(at, t0 + 7 * day - 15 + 10);
+  /* Expired staple and failures: plain backoff. */
+  at = ocsp_schedule_next(&in, t0 + 8 * day, 0);
+  CHECK(at - (t0 + 8 * day) >= 3240);
+}
+
+static struct staple *make_staple(time_t this_update, time_t next_update) {
+  struct ocsp_result r = {.status = OCSP_STATUS_GOOD, .this_update = this_update,
+                          .next_update = next_update};
+  static const uint8_t der[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
+  return staple_new(der, sizeof der, &r);
+}
+
+static void test_policies(void) {
+  struct client_caps asks = {.status_request = true}, silent = {.status_request = false};
+  struct cert c = {.label = "c"};
+  struct staple *fresh = make_staple(100, 1000);
+  c.policy = OCSP_POLICY_LENIENT;
+  CHECK(certselect_policy_allows(&c, NULL, &asks, 500));
+  CHECK(certselect_policy_allows(&c, fresh, &asks, 5000));
+  c.policy = OCSP_POLICY_STRICT;
+  CHECK(certselect_policy_allows(&c, NULL, &asks, 500));     /* never had one: served */
+  CHECK(certselect_policy_allows(&c, fresh, &asks, 999));
+  CHECK(!certselect_policy_allows(&c, fresh, &asks, 1000));  /* expired: not served */
+  CHECK(certselect_policy_allows(&c, fresh, &silent, 1000)); /* unless not asked */
+  c.policy = OCSP_POLICY_MUST_STAPLE;
+  CHECK(!certselect_policy_allows(&c, NULL, &asks, 500));
+  CHECK(certselect_policy_allows(&c, fresh, &asks, 500));
+  CHECK(!certselect_policy_allows(&c, fresh, &asks, 1000));
+  CHECK(certselect_policy_allows(&c, NULL, &silent, 500));
+  staple_unref(fresh);
+}
+
+/* With dual certificates, a policy that rules out one falls back to the other. */
+static void test_policy_fallback(void) {
+  struct client_caps caps = {.offers_tls13 = true, .has_sigalgs = true,
+                             .sigalgs = CAPS_SIG_ECDSA_P256_SHA256 | CAPS_SIG_RSA_PSS_RSAE,
+                             .has_groups = true, .groups = CAPS_GROUP_X25519,
+                             .suites = CAPS_SUITE_TLS13, .status_request = true};
+  struct cert ecdsa = {.label = "ecdsa", .policy = OCSP_POLICY_MUST_STAPLE,
+                       .info = {.kind = KEY_KIND_ECDSA, .curve_nid = NID_X9_62_prime256v1}};
+  struct cert rsa = {.label = "rsa", .policy = OCSP_POLICY_MUST_STAPLE,
+                     .info = {.kind = KEY_KIND_RSA, .key_bits = 2048}};
+  struct cert_pair pair = {.rsa = &rsa, .ecdsa = &ecdsa};
+  atomic_store(&rsa.staple, make_staple(100, 1000));
+  struct cert_choice choice;
+  enum certselect_failure why;
+  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &pair, 500, &choice, &why));
+  CHECK(choice.cert == &rsa);
+  CHECK(choice.staple == cert_staple(&rsa));
+  CHECK(!certselect_choose(&caps, TLS1_3_VERSION, &pair, 1000, &choice, &why));
+  CHECK_EQ_INT(why, CERTSELECT_NO_VALID_STAPLE);
+  caps.status_request = false; /* not asked: ECDSA, and nothing to staple */
+  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &pair, 1000, &choice, &why));
+  CHECK(choice.cert == &ecdsa && choice.staple == NULL);
+  staple_unref(cert_staple(&rsa));
+}
+
+static void test_cache_roundtrip(void) {
+  char dir[] = "/tmp/stapler-cache-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char nested[128], err[256];
+  snprintf(nested, sizeof nested, "%s/a/b", dir);
+  CHECK(ocsp_cache_prepare(nested, err, sizeof err));
+  struct cert c = {.label = "c"};
+  memset(c.fingerprint, 0xab, sizeof c.fingerprint);
+  uint8_t *der;
+  size_t len;
+  CHECK(!ocsp_cache_load(nested, &c, &der, &len));
+  CHECK(ocsp_cache_store(nested, &c, (const uint8_t *)"first", 5, err, sizeof err));
+  CHECK(ocsp_cache_store(nested, &c, (const uint8_t *)"second!", 7, err, sizeof err));
+  CHECK(ocsp_cache_load(nested, &c, &der, &len));
+  CHECK(len == 7 && !memcmp(der, "second!", 7));
+  free(der);
+  char *path = ocsp_cache_path(nested, &c);
+  CHECK_CONTAINS(path, "/abababab");
+  unlink(path);
+  free(path);
+  snprintf(err, sizeof err, "rm -rf %s", dir);
+  CHECK(system(err) == 0);
+  CHECK(!ocsp_cache_prepare("/proc/stapler-cannot-be-here", err, sizeof err));
+}
+
+static int destroyed;
+static void count_destroy(void *p) { destroyed++; }
+
+static void test_qsbr(void) {
+  _Atomic uint64_t a = 0, b = 0;
+  _Atomic uint64_t *counters[] = {&a, &b};
+  struct qsbr q;
+  qsbr_init(&q, counters, 2);
+  destroyed = 0;
+  int obj;
+  qsbr_retire(&q, &obj, count_destroy);    /* both workers busy (even): wait */
+  CHECK_EQ_INT(destroyed, 0);
+  qsbr_quiescent(&a);                      /* a goes to poll */
+  CHECK_EQ_INT(qsbr_reclaim(&q), 1);       /* b may still hold it */
+  qsbr_quiescent(&b);
+  CHECK_EQ_INT(qsbr_reclaim(&q), 0);
+  CHECK_EQ_INT(destroyed, 1);
+  qsbr_retire(&q, &obj, count_destroy);    /* both polling now: freed at once */
+  CHECK_EQ_INT(destroyed, 2);
+  qsbr_quiescent(&a);                      /* a busy again */
+  qsbr_retire(&q, &obj, count_destroy);
+  CHECK_EQ_INT(destroyed, 2);
+  qsbr_destroy(&q);
+  CHECK_EQ_INT(destroyed, 3);
+}
+
+static void test_url_parse(void) {
+  char host[256], path[256];
+  uint16_t port;
+  CHECK_EQ_INT(ocsp_url_parse("http://ocsp.example.net", host, sizeof host, &port, path,
+                              sizeof path), 0);
+  CHECK_STR(host, "ocsp.example.net");
+  CHECK_EQ_INT(port, 80);
+  CHECK_STR(path, "/");
+  CHECK_EQ_INT(ocsp_url_parse("http://[::1]:8080/a/b?c", host, sizeof host, &port, path,
+                              sizeof path), 0);
+  CHECK_STR(host, "::1");
+  CHECK_EQ_INT(port, 8080);
+  CHECK_STR(path, "/a/b?c");
+  CHECK_EQ_INT(ocsp_url_parse("HTTP://X:1/", host, sizeof host, &port, path, sizeof path), 0);
+  CHECK(ocsp_url_parse("https://x/", host, sizeof host, &port, path, sizeof path) != 0);
+  CHECK(ocsp_url_parse("http://x:0/", host, sizeof host, &port, path, sizeof path) != 0);
+  CHECK(ocsp_url_parse("http://x:99999/", host, sizeof host, &port, path, sizeof path) != 0);
+  CHECK(ocsp_url_parse("http://:80/", host, sizeof host, &port, path, sizeof path) != 0);
+  CHECK(ocsp_url_parse("http://x/a b", host, sizeof host, &port, path, sizeof path) != 0);
+  CHECK(ocsp_url_parse("http://x:80a/", host, sizeof host, &port, path, sizeof path) != 0);
+}
+
+TEST_MAIN({
+  RUN(test_request_matches_openssl);
+  RUN(test_openssl_made_answers);
+  RUN(test_hand_corrupted);
+  RUN(test_expired);
+  RUN(test_schedule);
+  RUN(test_policies);
+  RUN(test_policy_fallback);
+  RUN(test_cache_roundtrip);
+  RUN(test_qsbr);
+  RUN(test_url_parse);
+})
