@@ -1,6 +1,5 @@
 #include "stapler/ocsp_fetch.h"
 
-#include <llhttp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,12 +25,7 @@ struct ocsp_fetch {
   uint16_t port;
   char *request_text; /* the HTTP request, written once connected */
   size_t request_len;
-  llhttp_t parser;
-  llhttp_settings_t settings;
-  int status;
-  bool body_too_big, message_done;
-  uint8_t *body;
-  size_t body_len;
+  struct ocsp_answer answer;
   char read_buf[16 * 1024];
 };
 
@@ -80,7 +74,7 @@ int ocsp_url_parse(const char *url, char *host, size_t host_cap, uint16_t *port,
 static void release(struct ocsp_fetch *f) {
   if (--f->refs > 0) return;
   free(f->request_text);
-  free(f->body);
+  ocsp_answer_free(&f->answer);
   free(f);
 }
 
@@ -97,7 +91,7 @@ __attribute__((format(printf, 2, 3))) static void finish(struct ocsp_fetch *f, c
   if (f->done) return;
   f->done = true;
   if (f->resolving) uv_cancel((uv_req_t *)&f->resolve); /* its callback still runs */
-  struct ocsp_fetch_result r = {.http_status = f->status};
+  struct ocsp_fetch_result r = {.http_status = f->answer.status};
   if (fmt) {
     va_list ap;
     va_start(ap, fmt);
@@ -105,8 +99,8 @@ __attribute__((format(printf, 2, 3))) static void finish(struct ocsp_fetch *f, c
     va_end(ap);
   } else {
     r.ok = 1;
-    r.body = f->body;
-    r.body_len = f->body_len;
+    r.body = f->answer.body;
+    r.body_len = f->answer.body_len;
   }
   if (!f->cancelled) f->cb(f->ctx, &r);
   close_all(f);
@@ -126,40 +120,76 @@ static void on_timeout(uv_timer_t *t) {
 /* ---- reading the answer ------------------------------------------------------------------*/
 
 static int on_headers_complete(llhttp_t *p) {
-  struct ocsp_fetch *f = p->data;
-  f->status = llhttp_get_status_code(p);
+  struct ocsp_answer *a = p->data;
+  a->status = llhttp_get_status_code(p);
   return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
-  struct ocsp_fetch *f = p->data;
-  if (f->status != 200) return 0; /* error pages are not kept */
-  if (f->body_len + len > OCSP_FETCH_MAX_BODY) {
-    f->body_too_big = true;
+  struct ocsp_answer *a = p->data;
+  if (a->status != 200) return 0; /* error pages are not kept */
+  if (a->body_len + len > OCSP_FETCH_MAX_BODY) {
+    a->too_big = true;
     return HPE_USER;
   }
-  f->body = xrealloc(f->body, f->body_len + len);
-  memcpy(f->body + f->body_len, at, len);
-  f->body_len += len;
+  a->body = xrealloc(a->body, a->body_len + len);
+  memcpy(a->body + a->body_len, at, len);
+  a->body_len += len;
   return 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
-  struct ocsp_fetch *f = p->data;
-  f->message_done = true;
+  struct ocsp_answer *a = p->data;
+  a->complete = true;
   return HPE_PAUSED;
 }
 
-static void answer_complete(struct ocsp_fetch *f) {
-  if (f->status >= 300 && f->status < 400)
-    finish(f, "responder answered with a redirect (%d), which OCSP clients do not follow",
-           f->status);
-  else if (f->status != 200)
-    finish(f, "responder answered HTTP %d", f->status);
-  else if (f->body_len == 0)
-    finish(f, "responder answered 200 with an empty body");
+void ocsp_answer_init(struct ocsp_answer *a) {
+  memset(a, 0, sizeof *a);
+  llhttp_settings_init(&a->settings);
+  a->settings.on_headers_complete = on_headers_complete;
+  a->settings.on_body = on_body;
+  a->settings.on_message_complete = on_message_complete;
+  llhttp_init(&a->parser, HTTP_RESPONSE, &a->settings);
+  a->parser.data = a;
+}
+
+void ocsp_answer_free(struct ocsp_answer *a) {
+  free(a->body);
+  a->body = NULL;
+}
+
+static enum ocsp_answer_state judge(struct ocsp_answer *a, char *error, size_t error_len) {
+  error[0] = '\0';
+  if (a->status >= 300 && a->status < 400)
+    snprintf(error, error_len, "responder answered with a redirect (%d), which OCSP clients do "
+             "not follow", a->status);
+  else if (a->status != 200)
+    snprintf(error, error_len, "responder answered HTTP %d", a->status);
+  else if (a->body_len == 0)
+    snprintf(error, error_len, "responder answered 200 with an empty body");
+  return error[0] ? OCSP_ANSWER_FAILED : OCSP_ANSWER_DONE;
+}
+
+enum ocsp_answer_state ocsp_answer_feed(struct ocsp_answer *a, const uint8_t *data, size_t len,
+                                        char *error, size_t error_len) {
+  llhttp_errno_t err = llhttp_execute(&a->parser, (const char *)data, len);
+  if (err == HPE_OK) return OCSP_ANSWER_MORE;
+  if (err == HPE_PAUSED && a->complete) return judge(a, error, error_len);
+  if (a->too_big)
+    snprintf(error, error_len, "answer larger than %d bytes", OCSP_FETCH_MAX_BODY);
   else
-    finish(f, NULL);
+    snprintf(error, error_len, "responder did not speak HTTP: %s",
+             llhttp_get_error_reason(&a->parser));
+  return OCSP_ANSWER_FAILED;
+}
+
+enum ocsp_answer_state ocsp_answer_eof(struct ocsp_answer *a, char *error, size_t error_len) {
+  if (!a->complete && llhttp_finish(&a->parser) == HPE_PAUSED && a->complete)
+    return judge(a, error, error_len);
+  if (a->complete) return judge(a, error, error_len);
+  snprintf(error, error_len, "responder closed the connection before a complete answer");
+  return OCSP_ANSWER_FAILED;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -170,23 +200,21 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   struct ocsp_fetch *f = s->data;
   if (f->done || nread == 0) return;
-  if (nread < 0) {
-    if (nread == UV_EOF && llhttp_finish(&f->parser) == HPE_PAUSED && f->message_done)
-      answer_complete(f);
-    else
-      finish(f, "responder closed the connection before a complete answer (%s)",
-             nread == UV_EOF ? "EOF" : uv_strerror((int)nread));
-    return;
-  }
-  llhttp_errno_t err = llhttp_execute(&f->parser, buf->base, (size_t)nread);
-  if (err == HPE_OK) return;
-  if (err == HPE_PAUSED && f->message_done) {
-    answer_complete(f);
-  } else if (f->body_too_big) {
-    finish(f, "answer larger than %d bytes", OCSP_FETCH_MAX_BODY);
+  char error[200];
+  enum ocsp_answer_state state;
+  if (nread == UV_EOF) {
+    state = ocsp_answer_eof(&f->answer, error, sizeof error);
+  } else if (nread < 0) {
+    snprintf(error, sizeof error, "reading from the responder: %s", uv_strerror((int)nread));
+    state = OCSP_ANSWER_FAILED;
   } else {
-    finish(f, "responder did not speak HTTP: %s", llhttp_get_error_reason(&f->parser));
+    state = ocsp_answer_feed(&f->answer, (const uint8_t *)buf->base, (size_t)nread, error,
+                             sizeof error);
   }
+  if (state == OCSP_ANSWER_DONE)
+    finish(f, NULL);
+  else if (state == OCSP_ANSWER_FAILED)
+    finish(f, "%s", error);
 }
 
 /* ---- connecting and sending ---------------------------------------------------------------*/
@@ -288,12 +316,7 @@ struct ocsp_fetch *ocsp_fetch_start(uv_loop_t *loop, const char *url, const uint
   f->ctx = ctx;
   f->port = port;
   snprintf(f->host, sizeof f->host, "%s", host);
-  llhttp_settings_init(&f->settings);
-  f->settings.on_headers_complete = on_headers_complete;
-  f->settings.on_body = on_body;
-  f->settings.on_message_complete = on_message_complete;
-  llhttp_init(&f->parser, HTTP_RESPONSE, &f->settings);
-  f->parser.data = f;
+  ocsp_answer_init(&f->answer);
   uv_timer_init(loop, &f->timer);
   f->timer.data = f;
   f->refs = 2; /* the timer, and the DNS lookup until its callback has run */

@@ -21,7 +21,7 @@ time_t ocsp_schedule_next(const struct ocsp_schedule_in *in, time_t now, uint32_
     if (!in->have_staple) return now;
     time_t span = in->next_update - in->this_update;
     time_t at = in->this_update + span / 2 + jitter(random, span / 20);
-    return at > now ? at : now + (time_t)(random % 31);
+    return at > now ? at : now + (time_t)(random % 6);
   }
   time_t at = now + backoff(in->failures, random);
   if (usable) {

@@ -15,6 +15,7 @@
 #include "stapler/util.h"
 
 static void schedule(struct stapling_job *job);
+static void on_timer(uv_timer_t *t);
 
 static uint32_t random32(void) {
   uint32_t r;
@@ -145,33 +146,55 @@ static void on_fetched(void *ctx, const struct ocsp_fetch_result *r) {
 static void start_fetch(struct stapling_job *job) {
   char err[256];
   job->last_attempt = wall_now();
+  log_debug("OCSP %s: fetching from %s", job->cert->label, job->cert->ocsp_url);
   job->fetch = ocsp_fetch_start(job->mgr->loop, job->cert->ocsp_url, job->request,
                                 job->request_len, ocsp_cfg(job)->timeout_ms, on_fetched, job,
                                 err, sizeof err);
   if (!job->fetch) fetch_failed(job, "%s", err);
 }
 
-static void on_timer(uv_timer_t *t) {
-  struct stapling_job *job = t->data;
-  time_t now = wall_now();
+/* Arms the timer for the next thing due: the attempt, or the staple's expiry (to log it). */
+static void arm(struct stapling_job *job) {
   const struct staple *cur = cert_staple(job->cert);
-  if (cur && now >= cur->next_update && !job->expiry_logged) {
-    char when[32];
-    format_utc(cur->next_update, when, sizeof when);
-    log_error("OCSP %s: the staple expired at %s and no newer answer could be fetched; "
-              "handshakes go on %s (policy %s)",
-              job->cert->label, when,
-              job->cert->policy == OCSP_POLICY_LENIENT ? "without a staple"
-                                                       : "refusing clients that ask for one",
-              config_policy_name(job->cert->policy));
-    job->expiry_logged = true;
-  }
-  if (now >= job->next_attempt && !job->fetch)
-    start_fetch(job);
-  else
-    schedule(job);
+  uint64_t now_ms = wall_now_ms();
+  time_t wake = job->next_attempt;
+  if (cur && (uint64_t)cur->next_update * 1000 > now_ms && !job->expiry_logged)
+    wake = MIN(wake, cur->next_update);
+  uint64_t wake_ms = (uint64_t)wake * 1000;
+  uint64_t delay = wake_ms > now_ms ? wake_ms - now_ms : 0;
+  log_debug("OCSP %s: next attempt at %lld, timer in %llu ms", job->cert->label,
+            (long long)job->next_attempt, (unsigned long long)delay);
+  uv_timer_start(&job->timer, on_timer, delay, 0);
 }
 
+static void log_expiry(struct stapling_job *job, const struct staple *cur) {
+  char when[32];
+  format_utc(cur->next_update, when, sizeof when);
+  log_error("OCSP %s: the staple expired at %s and no newer answer could be fetched; "
+            "handshakes go on %s (policy %s)",
+            job->cert->label, when,
+            job->cert->policy == OCSP_POLICY_LENIENT ? "without a staple"
+                                                     : "refusing clients that ask for one",
+            config_policy_name(job->cert->policy));
+  job->expiry_logged = true;
+}
+
+/* libuv timers may fire a little before the wall clock reaches the moment they were set for. */
+#define TIMER_SLACK_MS 50
+
+static void on_timer(uv_timer_t *t) {
+  struct stapling_job *job = t->data;
+  uint64_t now_ms = wall_now_ms() + TIMER_SLACK_MS;
+  const struct staple *cur = cert_staple(job->cert);
+  if (cur && now_ms >= (uint64_t)cur->next_update * 1000 && !job->expiry_logged)
+    log_expiry(job, cur);
+  if (now_ms >= (uint64_t)job->next_attempt * 1000 && !job->fetch)
+    start_fetch(job);
+  else if (!job->fetch)
+    arm(job);
+}
+
+/* Decides when to try next from the current state, then arms the timer. */
 static void schedule(struct stapling_job *job) {
   if (job->mgr->stopped || job->fetch) return;
   if (!fetchable(job)) {
@@ -184,13 +207,8 @@ static void schedule(struct stapling_job *job) {
     in.this_update = cur->this_update;
     in.next_update = cur->next_update;
   }
-  uint64_t now_ms = wall_now_ms();
-  time_t now = (time_t)(now_ms / 1000);
-  job->next_attempt = ocsp_schedule_next(&in, now, random32());
-  time_t wake = job->next_attempt;
-  if (cur && cur->next_update > now && !job->expiry_logged) wake = MIN(wake, cur->next_update);
-  uint64_t wake_ms = (uint64_t)wake * 1000;
-  uv_timer_start(&job->timer, on_timer, wake_ms > now_ms ? wake_ms - now_ms : 0, 0);
+  job->next_attempt = ocsp_schedule_next(&in, wall_now(), random32());
+  arm(job);
 }
 
 /* ---- jobs ------------------------------------------------------------------------------------*/

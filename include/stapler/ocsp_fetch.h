@@ -5,6 +5,8 @@
 #ifndef STAPLER_OCSP_FETCH_H
 #define STAPLER_OCSP_FETCH_H
 
+#include <llhttp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -32,6 +34,28 @@ struct ocsp_fetch *ocsp_fetch_start(uv_loop_t *loop, const char *url, const uint
 
 /* Stops a fetch; its callback will not run. The memory is released asynchronously. */
 void ocsp_fetch_cancel(struct ocsp_fetch *f);
+
+/* A responder's answer being read: the HTTP parsing, apart from the sockets so that it can be
+ * tested and fuzzed on its own. */
+struct ocsp_answer {
+  llhttp_t parser;
+  llhttp_settings_t settings;
+  int status;
+  bool too_big, complete;
+  uint8_t *body; /* heap, owned */
+  size_t body_len;
+};
+
+enum ocsp_answer_state { OCSP_ANSWER_MORE, OCSP_ANSWER_DONE, OCSP_ANSWER_FAILED };
+
+void ocsp_answer_init(struct ocsp_answer *a);
+void ocsp_answer_free(struct ocsp_answer *a);
+/* Feeds bytes from the responder. On FAILED or DONE, `error` says why it is unusable (empty
+ * when the answer is a usable 200). */
+enum ocsp_answer_state ocsp_answer_feed(struct ocsp_answer *a, const uint8_t *data, size_t len,
+                                        char *error, size_t error_len);
+/* The responder closed the connection. */
+enum ocsp_answer_state ocsp_answer_eof(struct ocsp_answer *a, char *error, size_t error_len);
 
 /* Splits http://host[:port]/path. Exposed for tests. */
 int ocsp_url_parse(const char *url, char *host, size_t host_cap, uint16_t *port, char *path,

@@ -19,7 +19,7 @@ struct ocsp_schedule_in {
 /* The next attempt, never before `now`:
  * - no staple and no failure: at once;
  * - a staple: about half-way through thisUpdate..nextUpdate, plus or minus 5% of that span
- *   (so many certificates do not hit a responder together); at once, spread over 30 s, when
+ *   (so many certificates do not hit a responder together); at once, spread over 5 s, when 
  *   that point has passed;
  * - after failures: 1 min, 2 min, 4 min ... up to 1 h (plus or minus 10%), but never later than
  *   shortly before the current staple's nextUpdate, so a good answer can still arrive in time.

@@ -495,7 +495,8 @@ def s_client_served(port, conf, certs, sni):
     m = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out, re.S)
     if not m:
         err = (r.stderr.decode(errors="replace").strip().splitlines() or ["no certificate"])[-1]
-        return None, None, None, err
+        alert = re.search(r"alert [a-z ]+", err)
+        return None, None, None, alert.group(0).strip() if alert else err
     der = ssl.PEM_cert_to_DER_cert(m.group(0))
     kind = next((k for k, p in certs.items() if pem_to_der(p) == der), "unknown")
     proto = re.search(r"Protocol\s*:\s*(\S+)", out) or re.search(r"New, (\S+),", out)
@@ -514,10 +515,9 @@ def check_proxy(p, certs, tmp, args):
         kind, proto, cipher, err = s_client_served(p.port, conf, certs, sni)
         p.info[f"forced_{want}"] = {"cert": kind, "protocol": proto, "cipher": cipher,
                                     "error": err, "sni": sni}
-        ok = kind == want
         if want == "ecdsa" and not p.supports_ecdsa:
             continue
-        if not ok:
+        if kind != want:
             p.info[f"hs_{want}_unavailable"] = (
                 f"a client allowing only {want.upper()} signatures got "
                 f"{kind or 'no certificate'} ({err or 'wrong certificate'}), SNI {sni or 'none'}")
@@ -674,25 +674,35 @@ def phase_big(p, args):
 
 
 def phase_idle(p, args):
-    """Open N TLS connections (handshake done, nothing sent); RSS delta / N."""
+    """Idle memory: RSS delta / N over N TLS connections (handshake done, nothing sent).
+
+    First `idle_warmup` connections are opened and held without being counted: they use up
+    the heap the proxy freed but kept after the load phases (otherwise the first few hundred
+    connections look free). Then RSS is read, N more are opened, and RSS is read again.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    time.sleep(0.5)
-    rss0 = tree_rss_kib(p.proc.pid)
     conns, errors, last_err = [], 0, ""
+    total = args.idle_warmup + args.idle_conns
     step = max(1, args.idle_conns // 4)
-    ramp = [(0, rss0)]
-    deadline = time.monotonic() + max(60.0, args.idle_conns / 20.0)
+    ramp = [(0, tree_rss_kib(p.proc.pid))]
+    rss0 = None
+    deadline = time.monotonic() + max(60.0, total / 20.0)
     try:
-        while len(conns) < args.idle_conns and time.monotonic() < deadline:
+        while len(conns) < total and time.monotonic() < deadline:
+            if rss0 is None and len(conns) == args.idle_warmup:
+                time.sleep(0.5)
+                rss0 = tree_rss_kib(p.proc.pid)
+                ramp.append((len(conns), rss0))
             s = None
             try:
                 s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
                 s = ctx.wrap_socket(s, server_hostname="localhost")
                 conns.append(s)
                 s = None
-                if len(conns) % step == 0:
+                if len(conns) > args.idle_warmup and \
+                        (len(conns) - args.idle_warmup) % step == 0 and len(conns) < total:
                     ramp.append((len(conns), tree_rss_kib(p.proc.pid)))
             except (OSError, ssl.SSLError) as e:
                 errors += 1
@@ -704,6 +714,7 @@ def phase_idle(p, args):
                     s.close()
         time.sleep(1.0)   # let the proxy finish whatever it does after the handshake
         rss1 = tree_rss_kib(p.proc.pid)
+        ramp.append((len(conns), rss1))
         alive_after = p.alive()
     finally:
         for s in conns:
@@ -711,15 +722,18 @@ def phase_idle(p, args):
                 s.close()
             except OSError:
                 pass
-    n = len(conns)
+    n = len(conns) - args.idle_warmup
     time.sleep(1.0)
     rss2 = tree_rss_kib(p.proc.pid)
     notes = [f"{errors} connections failed: {last_err}"] if errors else []
     if not alive_after:
         notes.append("proxy died while holding idle connections")
-    return {"units": n, "errors": errors, "rss_before_kib": rss0, "rss_with_conns_kib": rss1,
-            "rss_after_close_kib": rss2, "rss_ramp_kib": ramp,
-            "value": (rss1 - rss0) / n if n else None, "notes": notes}
+    if n < args.idle_conns:
+        notes.append(f"only {max(n, 0)} of {args.idle_conns} measured connections opened")
+    ok = rss0 is not None and n == args.idle_conns and alive_after
+    return {"units": n if ok else 0, "errors": errors, "warmup_conns": args.idle_warmup,
+            "rss_before_kib": rss0, "rss_with_conns_kib": rss1, "rss_after_close_kib": rss2,
+            "rss_ramp_kib": ramp, "value": (rss1 - rss0) / n if ok else None, "notes": notes}
 
 
 # --------------------------------------------------------------------------- reporting
@@ -741,7 +755,7 @@ def medians(results, proxies):
     return med
 
 
-def tables(med, proxies, unavailable):
+def tables(med, proxies):
     head = "| proxy | " + " | ".join(t for _, t, _ in METRICS) + " |"
     sep = "|---|" + "---|" * len(METRICS)
     lines = ["## Cost per unit of work (median over rounds; lower is cheaper)", "", head, sep]
@@ -749,8 +763,7 @@ def tables(med, proxies, unavailable):
         cells = []
         for key, _, dig in METRICS:
             v = med[p.name][key]
-            cells.append(fmt(v, dig) + ("*" if (p.name, key) in unavailable and v is None
-                                        else ""))
+            cells.append(fmt(v, dig))
         lines.append(f"| {p.name} | " + " | ".join(cells) + " |")
     lines += ["", "## Ratios peer / stapler (>1: stapler is cheaper, <1: the peer is cheaper)",
               "", head, sep]
@@ -777,6 +790,8 @@ def main():
     ap.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
     ap.add_argument("--duration", type=int, help="seconds per load phase (default 6, quick 3)")
     ap.add_argument("--idle-conns", type=int, help="idle TLS connections (default 1000, quick 200)")
+    ap.add_argument("--idle-warmup", type=int, default=250,
+                    help="idle connections opened (and held) before the RSS baseline")
     ap.add_argument("--hs-client", choices=["python", "s_time"], default="python",
                     help="full-handshake client: 'python' (fresh ssl connection each time, "
                          "SNI localhost; default) or 's_time' (openssl s_time -new: no SNI)")
@@ -809,6 +824,9 @@ def main():
         if not shutil.which(tool):
             ap.error(f"{tool} not found: run tests/bench/run.sh (installs it as root)")
 
+    global LOAD_CPU
+    if (os.cpu_count() or 1) < 2:
+        LOAD_CPU = PROXY_CPU
     # This script and the tools it starts run on the load CPU unless pinned otherwise.
     try:
         os.sched_setaffinity(0, {int(LOAD_CPU)})
@@ -819,15 +837,16 @@ def main():
     NOFILE = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
     if soft < NOFILE:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, hard))
-    if NOFILE < 4 * args.idle_conns + 1000:
+    if NOFILE < 4 * (args.idle_conns + args.idle_warmup) + 1000:
         ap.error(f"file descriptor limit {NOFILE} is too low for {args.idle_conns} idle "
                  "connections")
-    if (os.cpu_count() or 1) < 2:
+    if LOAD_CPU == PROXY_CPU:
         log("warning: fewer than 2 CPUs: proxy and load share a core")
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started with it ignored
 
     tmp = tempfile.mkdtemp(prefix="stapler-bench-")
     failed = []
@@ -932,7 +951,7 @@ def main():
             results.append(res)
 
         med = medians(results, proxies)
-        report = tables(med, proxies, unavailable)
+        report = tables(med, proxies)
         print()
         print(report)
         print()
@@ -942,7 +961,8 @@ def main():
                 if why:
                     print(f"- {p.name}, {kind.upper()} handshakes: – ({why})")
         print(f"- handshake client: {args.hs_client} x{args.hs_procs}; phases {args.duration} s; "
-              f"{args.rounds} round(s); {args.idle_conns} idle connections; stapler log.level "
+              f"{args.rounds} round(s); {args.idle_conns} idle connections measured after "
+              f"{args.idle_warmup} warm-up ones; stapler log.level "
               f"{args.stapler_log_level}")
         for p in proxies:
             d = p.info.get("default_client", {})

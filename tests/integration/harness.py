@@ -29,6 +29,11 @@ def free_port():
         return s.getsockname()[1]
 
 
+def listening(port):
+    out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], capture_output=True).stdout
+    return bool(out.strip())
+
+
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -116,6 +121,7 @@ class Pki:
         self.wild_rsa = self._leaf("wild", "rsa", "wild-rsa", ["*.wild.example"])
         self.must_staple = self._leaf("must", "ec", "must-staple-ecdsa", ["must.example"],
                                       must_staple=True)
+        self.stranger = self._ca("stranger", "ec", None, "stranger CA")
         self.index = os.path.join(self.dir, "index.txt")
         self.write_index({})
 
@@ -185,10 +191,13 @@ class Pki:
         return {"cert": chain, "key": self.path(name + ".key"), "leaf": self.path(name + ".pem"),
                 "serial": self.serials[name], "subject": subject}
 
-    def write_index(self, revoked):
-        """Writes openssl ocsp's index.txt; `revoked` maps leaf names to revocation times."""
+    def write_index(self, revoked, missing=()):
+        """Writes openssl ocsp's index.txt; `revoked` maps leaf names to revocation times;
+        leaves in `missing` are left out (the responder then answers "unknown")."""
         lines = []
         for name in ("rsa", "ecdsa", "other", "wild", "must"):
+            if name in missing:
+                continue
             serial = self.serials[name]
             if name in revoked:
                 lines.append("R\t351231235959Z\t%s\t%s\tunknown\t/CN=%s\n"
@@ -201,7 +210,8 @@ class Pki:
     def staple(self, leaf, out, ndays=1, signer="responder"):
         """Writes a signed OCSP response for `leaf` (from self.rsa etc.) with `openssl ocsp`."""
         rsigner, rkey = {"responder": (self.path("ocsp.pem"), self.path("ocsp.key")),
-                         "issuer": (self.inter + ".pem", self.inter + ".key")}[signer]
+                         "issuer": (self.inter + ".pem", self.inter + ".key"),
+                         "stranger": (self.stranger + ".pem", self.stranger + ".key")}[signer]
         run([OPENSSL, "ocsp", "-index", self.index, "-rsigner", rsigner, "-rkey", rkey,
              "-CA", self.inter + ".pem", "-issuer", self.inter + ".pem", "-cert", leaf["leaf"],
              "-respout", out, "-no_nonce", "-ndays", str(ndays)])
@@ -262,6 +272,18 @@ class StaplerCase(unittest.TestCase):
         self.procs.append(p)
         return p
 
+    def start_responder(self, ndays=1):
+        """A real OCSP responder (openssl ocsp) on the port the test certificates name."""
+        port = self.pki.ocsp_port
+        p = self.start([OPENSSL, "ocsp", "-index", self.pki.index, "-port", str(port),
+                        "-rsigner", self.pki.path("ocsp.pem"), "-rkey", self.pki.path("ocsp.key"),
+                        "-CA", self.pki.inter + ".pem", "-ndays", str(ndays), "-ignore_err"],
+                       "responder")
+        # Never probe it with a bare connect: openssl ocsp then spins and stops answering.
+        wait_until(lambda: listening(port) or not p.alive(), what="openssl ocsp")
+        self.assertTrue(p.alive(), p.log())
+        return p
+
     def start_backend(self, keepalive_ms=5000):
         port = free_port()
         env = dict(os.environ, KEEPALIVE_MS=str(keepalive_ms))
@@ -277,12 +299,13 @@ class StaplerCase(unittest.TestCase):
             f.write(text)
         return path
 
-    def start_stapler(self, config_text, name="stapler", expect_ready=True):
+    def start_stapler(self, config_text, name="stapler", expect_ready=True, clock_offset=0):
         cfg = self.write(name + ".yaml", config_text)
         # A small quarantine keeps RSS meaningful for the memory-bound tests.
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23:"
                                             "quarantine_size_mb=16",
-                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+                   STAPLER_TEST_CLOCK_OFFSET=str(clock_offset))
         p = self.start([STAPLER, "-c", cfg], name, env)
         p.config_path = cfg
         if expect_ready:
@@ -291,7 +314,8 @@ class StaplerCase(unittest.TestCase):
             self.assertTrue(p.alive(), p.log())
         return p
 
-    def proxy(self, backend=None, certs=None, extra="", backend_extra="", expect_ready=True):
+    def proxy(self, backend=None, certs=None, extra="", backend_extra="", expect_ready=True,
+              clock_offset=0, name="stapler"):
         """Starts stapler in front of `backend` (started if None) with the dual test pair."""
         if backend is None:
             backend = self.start_backend()
@@ -300,8 +324,11 @@ class StaplerCase(unittest.TestCase):
             certs = [self.pki.rsa, self.pki.ecdsa]
         if "workers:" not in extra:
             extra += "workers: 2\n"
+        if "ocsp:" not in extra:  # tests without a responder do not fetch
+            extra += "ocsp:\n  fetch: false\n"
         text = yaml_config(port, "127.0.0.1:%d" % backend.port, certs, extra, backend_extra)
-        p = self.start_stapler(text, expect_ready=expect_ready)
+        p = self.start_stapler(text, name=name, expect_ready=expect_ready,
+                               clock_offset=clock_offset)
         p.port = port
         p.backend = backend
         return p
