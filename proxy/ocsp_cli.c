@@ -69,7 +69,7 @@ static void print_time(const char *label, time_t t, time_t now) {
   char when[32];
   format_utc(t, when, sizeof when);
   long long d = (long long)(t - now);
-  if (d >= 0)
+  if (d > 0)
     printf("%-12s %s (in %lldh%02lldm)\n", label, when, d / 3600, d % 3600 / 60);
   else
     printf("%-12s %s (%lldh%02lldm ago)\n", label, when, -d / 3600, -d % 3600 / 60);
