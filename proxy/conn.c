@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stapler/access_log.h"
 #include "stapler/generation.h"
 #include "stapler/listener.h"
 #include "stapler/log.h"
@@ -20,10 +21,12 @@ static void free_conn(struct conn *c) {
     w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   w->conn_count--;
+  access_log_tunnel(c);
   atomic_fetch_sub(&w->server->open_connections, 1);
   tls_session_free(&c->tls);
   http_free(c);
   if (c->plain) buf_put(c->plain);
+  if (c->proxy_header) buf_put(c->proxy_header);
   bufchain_clear(&c->to_backend);
   generation_unref(c->gen);
   free(c);
@@ -67,7 +70,7 @@ enum timeout_kind { TIMEOUT_HANDSHAKE, TIMEOUT_HEADER, TIMEOUT_CONNECT, TIMEOUT_
 
 static uint64_t deadline(const struct conn *c, enum timeout_kind *kind) {
   const struct config_timeouts *t = &c->gen->cfg->timeouts;
-  if (c->phase == CONN_HANDSHAKE) {
+  if (conn_before_tls(c)) {
     *kind = TIMEOUT_HANDSHAKE;
     return c->accepted_at + t->handshake_ms;
   }
@@ -90,13 +93,14 @@ static void expire(struct conn *c, enum timeout_kind kind) {
   struct stats *s = &c->worker->stats;
   switch (kind) {
   case TIMEOUT_HANDSHAKE:
-    s->handshake_timeouts++;
-    log_info("%s:%u: TLS handshake not completed within timeouts.handshake", c->client_ip,
-             c->client_port);
+    stat_add(s, c->phase == CONN_PROXY_HEADER ? STAT_PROXY_HEADER_FAILURES
+                                              : STAT_HANDSHAKE_FAIL_TIMEOUT, 1);
+    log_info("%s:%u: %s not completed within timeouts.handshake", c->client_ip, c->client_port,
+             c->phase == CONN_PROXY_HEADER ? "PROXY header" : "TLS handshake");
     conn_close(c, "handshake timeout");
     break;
   case TIMEOUT_CONNECT:
-    s->backend_timeouts++;
+    stat_add(s, STAT_BACKEND_CONNECT_TIMEOUTS, 1);
     log_warn("%s:%u: backend %s did not accept the connection within backend.connect_timeout",
              c->client_ip, c->client_port, c->gen->cfg->backend.addr.text);
     if (c->http && !c->tunnel)
@@ -111,7 +115,7 @@ static void expire(struct conn *c, enum timeout_kind kind) {
     break;
   case TIMEOUT_IDLE:
     if (c->http && !c->tunnel && c->http->awaiting_response && !c->http->response_started) {
-      s->backend_timeouts++;
+      stat_add(s, STAT_BACKEND_RESPONSE_TIMEOUTS, 1);
       log_warn("%s:%u: backend sent no response within timeouts.idle", c->client_ip,
                c->client_port);
       http_fail(c, 504, "backend response timeout");
@@ -155,24 +159,18 @@ static void close_and_free(uv_handle_t *h) { free(h); }
 static void reject(struct worker *w, uv_stream_t *server) {
   uv_tcp_t *t = xmalloc(sizeof *t);
   uv_tcp_init(&w->loop, t);
-  if (uv_accept(server, (uv_stream_t *)t) == 0) w->stats.rejected++;
+  if (uv_accept(server, (uv_stream_t *)t) == 0) stat_add(&w->stats, STAT_REJECTED, 1);
   uv_close((uv_handle_t *)t, close_and_free);
 }
 
-static void read_peer(struct conn *c) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
+static void read_addresses(struct conn *c) {
+  int len = sizeof c->local_addr;
+  uv_tcp_getsockname(&c->client, (struct sockaddr *)&c->local_addr, &len);
+  struct sockaddr_storage peer;
+  len = sizeof peer;
   strcpy(c->client_ip, "unknown");
-  if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &len) != 0) return;
-  if (ss.ss_family == AF_INET) {
-    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-    uv_ip4_name(in, c->client_ip, sizeof c->client_ip);
-    c->client_port = ntohs(in->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-    uv_ip6_name(in6, c->client_ip, sizeof c->client_ip);
-    c->client_port = ntohs(in6->sin6_port);
-  }
+  if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&peer, &len) == 0)
+    client_set_address(c, (struct sockaddr *)&peer);
 }
 
 void conn_accept(struct worker *w, struct listener *l) {
@@ -197,21 +195,23 @@ void conn_accept(struct worker *w, struct listener *l) {
   w->conn_count++;
   atomic_fetch_add(&srv->open_connections, 1);
   c->accepted_at = c->last_activity = uv_now(&w->loop);
+  c->phase = CONN_HANDSHAKE;
   if (uv_accept(server, (uv_stream_t *)&c->client) != 0 ||
       !tls_session_init(&c->tls, c->gen, &w->pool)) {
     conn_close(c, "accept failed");
     return;
   }
-  w->stats.accepted++;
+  stat_add(&w->stats, STAT_ACCEPTED, 1);
   uv_tcp_nodelay(&c->client, 1);
-  read_peer(c);
+  read_addresses(c);
+  c->phase = l->proxy_protocol ? CONN_PROXY_HEADER : CONN_HANDSHAKE;
   conn_arm_timer(c);
   client_start(c);
 }
 
 void conn_drain(struct conn *c) {
   c->draining = true;
-  if (c->phase == CONN_HANDSHAKE) {
+  if (conn_before_tls(c)) {
     conn_close(c, "shutting down");
   } else if (c->phase == CONN_OPEN && c->http && !c->tunnel && http1_idle(c->http) &&
              !c->plain) {

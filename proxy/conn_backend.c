@@ -125,13 +125,24 @@ void backend_update_reading(struct conn *c) {
   }
 }
 
+/* With backend.proxy_protocol, every backend connection starts with a PROXY header. */
+static void send_proxy_header(struct conn *c) {
+  struct buf *b = buf_get(&c->worker->pool);
+  if (!backend_proxy_header(c, b->data, BUF_SIZE, &b->len)) {
+    buf_put(b);
+    return;
+  }
+  c->backend_inflight += b->len;
+  conn_write(c, backend_stream(c), b, b->len, on_backend_written);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   struct conn *c = req->data;
   if (status == UV_ECANCELED || c->phase == CONN_CLOSING ||
       c->backend_state != BACKEND_CONNECTING)
     return;
   if (status < 0) {
-    c->worker->stats.backend_connect_failures++;
+    stat_add(&c->worker->stats, STAT_BACKEND_CONNECT_FAILURES, 1);
     log_warn("%s:%u: cannot connect to backend %s: %s", c->client_ip, c->client_port,
              c->gen->cfg->backend.addr.text, uv_strerror(status));
     backend_close(c);
@@ -143,6 +154,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   c->backend_state = BACKEND_UP;
   if (!c->gen->cfg->backend.addr.unix_path) uv_tcp_nodelay(&c->backend.tcp, 1);
+  send_proxy_header(c);
   backend_update_reading(c);
   backend_flush(c);
 }

@@ -1,6 +1,7 @@
 /* The client side of a connection: reading ciphertext, driving BoringSSL, sending ciphertext. */
 #include <openssl/err.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "stapler/conn.h"
 #include "stapler/generation.h"
@@ -31,12 +32,13 @@ void client_flush(struct conn *c) {
   size_t n = c->tls.out.len;
   struct buf *chain = bufchain_take(&c->tls.out);
   c->client_inflight += n;
-  c->worker->stats.bytes_to_client += n;
+  stat_add(&c->worker->stats, STAT_BYTES_TO_CLIENT, n);
   conn_write(c, (uv_stream_t *)&c->client, chain, n, on_client_written);
 }
 
 void client_send(struct conn *c, const uint8_t *data, size_t len) {
   if (c->phase != CONN_OPEN || c->finishing) return;
+  c->exchange_bytes_out += len;
   if (!tls_write(&c->tls, data, len)) conn_close(c, "TLS write failed");
 }
 
@@ -63,15 +65,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
   struct buf *b = ub->base ? (struct buf *)(ub->base - offsetof(struct buf, data)) : NULL;
   if (nread > 0) {
     b->len = (size_t)nread;
-    c->worker->stats.bytes_from_client += (uint64_t)nread;
-    tls_feed(&c->tls, b);
+    stat_add(&c->worker->stats, STAT_BYTES_FROM_CLIENT, (uint64_t)nread);
     conn_touch(c);
+    if (c->phase == CONN_PROXY_HEADER) {
+      proxy_header_received(c, b);
+      return;
+    }
+    tls_feed(&c->tls, b);
     client_pump(c);
     return;
   }
   if (b) buf_put(b);
   if (nread == 0 || c->phase == CONN_CLOSING) return;
-  if (c->phase == CONN_HANDSHAKE)
+  if (conn_before_tls(c))
     conn_close(c, "client left during the handshake");
   else if (nread != UV_EOF)
     conn_close(c, uv_strerror((int)nread));
@@ -81,7 +87,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *ub) {
 
 void client_update_reading(struct conn *c) {
   if (c->phase == CONN_CLOSING) return;
-  bool want = c->phase == CONN_HANDSHAKE ||
+  bool want = conn_before_tls(c) ||
               (!c->client_eof && !c->finishing && !tls_has_input(&c->tls) && !c->plain &&
                !backend_congested(c));
   if (want && !c->client_reading) {
@@ -94,24 +100,38 @@ void client_update_reading(struct conn *c) {
 
 void client_start(struct conn *c) { client_update_reading(c); }
 
+void client_set_address(struct conn *c, const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    memcpy(&c->client_addr, in, sizeof *in);
+    uv_ip4_name(in, c->client_ip, sizeof c->client_ip);
+    c->client_port = ntohs(in->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    memcpy(&c->client_addr, in6, sizeof *in6);
+    uv_ip6_name(in6, c->client_ip, sizeof c->client_ip);
+    c->client_port = ntohs(in6->sin6_port);
+  }
+}
+
 /* ---- handshake -----------------------------------------------------------------------------*/
 
 static void count_handshake(struct conn *c) {
   struct stats *s = &c->worker->stats;
-  if (c->tls.cert && c->tls.cert->info.kind == KEY_KIND_ECDSA)
-    s->handshakes_ecdsa++;
-  else
-    s->handshakes_rsa++;
-  if (SSL_version(c->tls.ssl) == TLS1_3_VERSION)
-    s->handshakes_tls13++;
-  else
-    s->handshakes_tls12++;
-  if (SSL_session_reused(c->tls.ssl)) s->handshakes_resumed++;
-  if (c->tls.stapled) s->staples_sent++;
+  bool ecdsa = c->tls.cert && c->tls.cert->info.kind == KEY_KIND_ECDSA;
+  stat_add(s, ecdsa ? STAT_HANDSHAKES_ECDSA : STAT_HANDSHAKES_RSA, 1);
+  stat_add(s, SSL_version(c->tls.ssl) == TLS1_3_VERSION ? STAT_HANDSHAKES_TLS13
+                                                          : STAT_HANDSHAKES_TLS12, 1);
+  if (SSL_session_reused(c->tls.ssl)) stat_add(s, STAT_HANDSHAKES_RESUMED, 1);
+  if (c->tls.stapled) {
+    stat_add(s, STAT_STAPLES_SENT, 1);
+    cert_count_staple(c->tls.cert);
+  }
 }
 
 static void handshake_done(struct conn *c) {
   c->phase = CONN_OPEN;
+  c->exchange_started_at = uv_now(c->client.loop);
   count_handshake(c);
   const char *sni = SSL_get_servername(c->tls.ssl, TLSEXT_NAMETYPE_host_name);
   log_debug("%s:%u: TLS %s %s, SNI %s, %s certificate%s", c->client_ip, c->client_port,
@@ -134,7 +154,10 @@ static void handshake_step(struct conn *c) {
     return;
   }
   if (SSL_get_error(c->tls.ssl, r) == SSL_ERROR_WANT_READ) return;
-  c->worker->stats.handshake_failures++;
+  enum stat_counter reason = c->tls.select_failure == CERTSELECT_NO_VALID_STAPLE ? STAT_HANDSHAKE_FAIL_NO_STAPLE
+                    : c->tls.select_failure != CERTSELECT_OK ? STAT_HANDSHAKE_FAIL_NO_CERTIFICATE
+                                                              : STAT_HANDSHAKE_FAIL_PROTOCOL;
+  stat_add(&c->worker->stats, reason, 1);
   const char *why = c->tls.select_failure != CERTSELECT_OK
                         ? certselect_failure_text(c->tls.select_failure)
                         : tls_error_string();
@@ -165,6 +188,7 @@ static bool read_plain(struct conn *c) {
   if (n > 0) {
     b->len = (size_t)n;
     c->plain = b;
+    if (c->tunnel) c->exchange_bytes_in += (uint64_t)n; /* HTTP counts what it parses */
     return true;
   }
   buf_put(b);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stapler/access_log.h"
 #include "stapler/conn.h"
 #include "stapler/generation.h"
 #include "stapler/log.h"
@@ -31,14 +32,11 @@ void http_free(struct conn *c) {
 }
 
 static void count_response(struct conn *c) {
-  struct stats *s = &c->worker->stats;
-  switch (c->http->last_status / 100) {
-  case 1: s->responses_1xx++; break;
-  case 2: s->responses_2xx++; break;
-  case 3: s->responses_3xx++; break;
-  case 4: s->responses_4xx++; break;
-  default: s->responses_5xx++; break;
-  }
+  static const enum stat_counter by_class[] = {STAT_RESPONSES_1XX, STAT_RESPONSES_2XX,
+                                       STAT_RESPONSES_3XX, STAT_RESPONSES_4XX,
+                                       STAT_RESPONSES_5XX};
+  int cls = c->http->last_status / 100;
+  stat_add(&c->worker->stats, by_class[cls >= 1 && cls <= 5 ? cls - 1 : 4], 1);
 }
 
 /* Answers with `status` unless a response is already under way, then ends the connection. */
@@ -47,15 +45,18 @@ void http_fail(struct conn *c, int status, const char *why) {
   enum log_level level = status >= 500 ? LOG_WARN : LOG_INFO;
   log_msg(level, "%s:%u: %d: %s", c->client_ip, c->client_port, status, why ? why : "");
   if (h->response_started && h->awaiting_response) {
+    access_log_exchange(c, llhttp_get_status_code(&h->res));
     conn_close(c, why);
     return;
   }
   char out[256];
   size_t n = http1_error_response(status, out, sizeof out);
   client_send(c, (const uint8_t *)out, n);
-  c->worker->stats.errors_sent++;
+  stat_add(&c->worker->stats, STAT_ERRORS_SENT, 1);
+  if (status == 502) stat_add(&c->worker->stats, STAT_BACKEND_BROKEN, 1);
   h->last_status = status;
   count_response(c);
+  access_log_exchange(c, status);
   conn_finish(c, why);
 }
 
@@ -68,11 +69,15 @@ void http_react(struct conn *c) {
   }
   if (h->backend_broken) {
     log_warn("%s:%u: closing: %s", c->client_ip, c->client_port, h->error_reason);
+    stat_add(&c->worker->stats, STAT_BACKEND_BROKEN, 1);
+    if (h->awaiting_response) access_log_exchange(c, llhttp_get_status_code(&h->res));
     conn_close(c, h->error_reason);
     return;
   }
   if (h->upgraded && !c->tunnel) {
     c->tunnel = true; /* from here on bytes pass as they are, both ways */
+    c->exchange_started_at = uv_now(c->client.loop);
+    c->exchange_bytes_in = c->exchange_bytes_out = 0;
     if (c->plain) {
       backend_send_buf(c, c->plain);
       c->plain = NULL;
@@ -89,13 +94,19 @@ void http_client_data(struct conn *c) {
   struct http1 *h = c->http;
   struct buf *b = c->plain;
   enum http1_req_state before = h->req_state;
-  unsigned requests = h->requests;
-  b->off += http1_client_data(h, b->data + b->off, b->len - b->off);
+  unsigned requests = h->requests, begun = h->begun;
+  size_t used = http1_client_data(h, b->data + b->off, b->len - b->off);
+  b->off += used;
+  if (h->begun != begun) { /* a new exchange: its bytes and time start now */
+    c->exchange_started_at = uv_now(c->client.loop);
+    c->exchange_bytes_in = c->exchange_bytes_out = 0;
+  }
+  c->exchange_bytes_in += used;
   if (b->off == b->len) {
     buf_put(b);
     c->plain = NULL;
   }
-  c->worker->stats.requests += h->requests - requests;
+  stat_add(&c->worker->stats, STAT_REQUESTS, h->requests - requests);
   if (h->req_state == HTTP1_REQ_HEADERS && before != HTTP1_REQ_HEADERS) {
     c->header_started_at = uv_now(c->client.loop);
     conn_arm_timer(c);
@@ -107,7 +118,10 @@ void http_backend_data(struct conn *c, const uint8_t *data, size_t len) {
   struct http1 *h = c->http;
   unsigned responses = h->responses;
   http1_backend_data(h, data, len);
-  if (h->responses != responses) count_response(c);
+  if (h->responses != responses) {
+    count_response(c);
+    access_log_exchange(c, h->last_status);
+  }
   http_react(c);
 }
 
@@ -115,6 +129,9 @@ void http_backend_eof(struct conn *c) {
   struct http1 *h = c->http;
   unsigned responses = h->responses;
   http1_backend_eof(h);
-  if (h->responses != responses) count_response(c);
+  if (h->responses != responses) {
+    count_response(c);
+    access_log_exchange(c, h->last_status);
+  }
   http_react(c);
 }

@@ -176,6 +176,7 @@ static int req_on_message_begin(llhttp_t *p) {
   struct http1 *h = of(p);
   head_reset(&h->req_head);
   h->req_state = HTTP1_REQ_HEADERS;
+  h->begun++;
   return 0;
 }
 

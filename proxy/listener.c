@@ -5,11 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "stapler/conn.h"
-#include "stapler/generation.h"
 #include "stapler/log.h"
+#include "stapler/util.h"
 #include "stapler/worker.h"
 
 #define LISTEN_BACKLOG 4096
@@ -43,26 +44,43 @@ int listener_bind(const struct config_listen *cfg, char *err, size_t errlen) {
 static void on_connection(uv_stream_t *server, int status) {
   struct listener *l = server->data;
   if (status < 0) {
-    log_warn("accept on port %u failed: %s", l->port, uv_strerror(status));
+    log_warn("accept on %s failed: %s", l->address, uv_strerror(status));
     return;
   }
   conn_accept(l->worker, l);
 }
 
-int listener_start(struct listener *l, struct worker *w, size_t index, int fd) {
+struct listener *listener_start(struct worker *w, const struct config_listen *cfg, int fd) {
+  struct listener *l = xcalloc(1, sizeof *l);
   l->worker = w;
-  l->index = index;
-  l->port = w->gen->cfg->listen[index].addr.port;
+  l->address = xstrdup(cfg->addr.text);
+  listener_update(l, cfg);
   uv_tcp_init(&w->loop, &l->handle);
   l->handle.data = l;
-  l->open = true;
   int rc = uv_tcp_open(&l->handle, fd);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection);
-  return rc;
+  if (rc)
+    close(fd); /* not adopted by the handle */
+  else
+    rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection);
+  if (rc) {
+    log_error("worker %u: cannot listen on %s: %s", w->id, cfg->addr.text, uv_strerror(rc));
+    listener_stop(l);
+    return NULL;
+  }
+  return l;
+}
+
+void listener_update(struct listener *l, const struct config_listen *cfg) {
+  l->port = cfg->addr.port;
+  l->proxy_protocol = cfg->proxy_protocol;
+}
+
+static void on_closed(uv_handle_t *h) {
+  struct listener *l = h->data;
+  free(l->address);
+  free(l);
 }
 
 void listener_stop(struct listener *l) {
-  if (!l->open) return;
-  l->open = false;
-  uv_close((uv_handle_t *)&l->handle, NULL);
+  if (l) uv_close((uv_handle_t *)&l->handle, on_closed);
 }

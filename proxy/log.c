@@ -1,7 +1,6 @@
-/* Log lines go to stderr (Docker collects them). Each line is formatted into a stack buffer and
- * written with a single write(2), so lines from different threads never interleave. */
 #include "stapler/log.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,10 +8,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#define RING_SIZE (4 * 1024 * 1024)
+#define LINE_MAX_BYTES 4096
+
 static _Atomic int current_level = LOG_INFO;
 static _Atomic int current_format = LOG_FORMAT_TEXT;
-
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+/* The ring: bytes [head, head + used) modulo RING_SIZE wait to be written. */
+static struct {
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  pthread_t writer;
+  bool running, stopping;
+  char data[RING_SIZE];
+  size_t head, used;
+} ring = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+static _Atomic uint64_t dropped;
 
 void log_configure(enum log_level level, enum log_format format) {
   atomic_store(&current_level, level);
@@ -20,6 +32,85 @@ void log_configure(enum log_level level, enum log_format format) {
 }
 
 bool log_enabled(enum log_level level) { return (int)level <= atomic_load(&current_level); }
+
+uint64_t log_dropped(void) { return atomic_load(&dropped); }
+
+static void write_all(const char *p, size_t len) {
+  while (len > 0) {
+    ssize_t w = write(STDERR_FILENO, p, len);
+    if (w <= 0) return; /* nothing sensible to do when stderr is gone */
+    p += w;
+    len -= (size_t)w;
+  }
+}
+
+static void *writer_main(void *arg) {
+  static char chunk[64 * 1024];
+  pthread_mutex_lock(&ring.lock);
+  for (;;) {
+    while (ring.used == 0 && !ring.stopping) pthread_cond_wait(&ring.wake, &ring.lock);
+    if (ring.used == 0) break; /* stopping, and everything written */
+    size_t n = ring.used < sizeof chunk ? ring.used : sizeof chunk;
+    size_t first = RING_SIZE - ring.head < n ? RING_SIZE - ring.head : n;
+    memcpy(chunk, ring.data + ring.head, first);
+    memcpy(chunk + first, ring.data, n - first);
+    ring.head = (ring.head + n) % RING_SIZE;
+    ring.used -= n;
+    pthread_mutex_unlock(&ring.lock);
+    write_all(chunk, n);
+    pthread_mutex_lock(&ring.lock);
+  }
+  pthread_mutex_unlock(&ring.lock);
+  return NULL;
+}
+
+void log_async_start(void) {
+  pthread_mutex_lock(&ring.lock);
+  if (!ring.running) {
+    ring.stopping = false;
+    ring.running = pthread_create(&ring.writer, NULL, writer_main, NULL) == 0;
+  }
+  pthread_mutex_unlock(&ring.lock);
+}
+
+void log_async_stop(void) {
+  pthread_mutex_lock(&ring.lock);
+  bool was_running = ring.running;
+  ring.stopping = true;
+  pthread_cond_signal(&ring.wake);
+  pthread_mutex_unlock(&ring.lock);
+  if (!was_running) return;
+  pthread_join(ring.writer, NULL);
+  pthread_mutex_lock(&ring.lock);
+  ring.running = false;
+  pthread_mutex_unlock(&ring.lock);
+  uint64_t lost = log_dropped();
+  if (lost) log_msg(LOG_WARN, "%llu log line(s) were dropped: stderr could not keep up",
+                    (unsigned long long)lost);
+}
+
+/* Queues a line, or writes it at once when no writer thread runs. */
+static void emit(const char *line, size_t len) {
+  pthread_mutex_lock(&ring.lock);
+  if (!ring.running || ring.stopping) {
+    pthread_mutex_unlock(&ring.lock);
+    write_all(line, len);
+    return;
+  }
+  if (RING_SIZE - ring.used < len) {
+    pthread_mutex_unlock(&ring.lock);
+    atomic_fetch_add(&dropped, 1);
+    return;
+  }
+  size_t tail = (ring.head + ring.used) % RING_SIZE;
+  size_t first = RING_SIZE - tail < len ? RING_SIZE - tail : len;
+  memcpy(ring.data + tail, line, first);
+  memcpy(ring.data, line + first, len - first);
+  bool was_empty = ring.used == 0;
+  ring.used += len;
+  if (was_empty) pthread_cond_signal(&ring.wake);
+  pthread_mutex_unlock(&ring.lock);
+}
 
 static size_t format_timestamp(char *out, size_t cap) {
   struct timeval tv;
@@ -38,7 +129,7 @@ void log_json_escape(char *out, size_t cap, size_t *len, const char *s) {
     if (ch == '"' || ch == '\\') {
       out[n++] = '\\';
       out[n++] = (char)ch;
-    } else if (ch < 0x20) {
+    } else if (ch < 0x20 || ch == 0x7f) {
       n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
     } else {
       out[n++] = (char)ch;
@@ -48,39 +139,51 @@ void log_json_escape(char *out, size_t cap, size_t *len, const char *s) {
   *len = n;
 }
 
-static void write_line(const char *line, size_t len) {
-  while (len > 0) {
-    ssize_t w = write(STDERR_FILENO, line, len);
-    if (w <= 0) return; /* nothing sensible to do when stderr is gone */
-    line += w;
-    len -= (size_t)w;
+/* A text value: bare when it is one plain word, else quoted with escapes (so a client cannot
+ * forge extra fields or lines). */
+static void text_value(char *out, size_t cap, size_t *len, const char *s) {
+  bool plain = *s != '\0';
+  for (const char *p = s; *p && plain; p++)
+    plain = (unsigned char)*p > ' ' && *p != '"' && *p != '\\' && *p != '=' && *p != 0x7f;
+  if (plain) {
+    *len += (size_t)snprintf(out + *len, cap - *len, "%s", s);
+  } else if (*len + 2 < cap) {
+    out[(*len)++] = '"';
+    log_json_escape(out, cap - 1, len, s);
+    out[(*len)++] = '"';
   }
+  if (*len >= cap) *len = cap - 1;
+}
+
+static size_t start_line(char *line, size_t cap, enum log_level level, bool json) {
+  char ts[40];
+  format_timestamp(ts, sizeof ts);
+  int n = json ? snprintf(line, cap, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+                          level_names[level])
+               : snprintf(line, cap, "%s %-5s ", ts, level_names[level]);
+  return n > 0 ? (size_t)n : 0;
+}
+
+static void finish_line(char *line, size_t cap, size_t n, bool json) {
+  if (n > cap - 4) n = cap - 4;
+  if (json) line[n++] = '}';
+  line[n++] = '\n';
+  emit(line, n);
 }
 
 void log_vmsg(enum log_level level, const char *fmt, va_list ap) {
   if (!log_enabled(level)) return;
-  char msg[2048];
+  char msg[2048], line[LINE_MAX_BYTES];
   vsnprintf(msg, sizeof msg, fmt, ap);
-
-  char line[4096];
-  char ts[40];
-  format_timestamp(ts, sizeof ts);
-  size_t n;
-  if (atomic_load(&current_format) == LOG_FORMAT_JSON) {
-    n = (size_t)snprintf(line, sizeof line, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
-                         level_names[level]);
+  bool json = atomic_load(&current_format) == LOG_FORMAT_JSON;
+  size_t n = start_line(line, sizeof line, level, json);
+  if (json) {
     log_json_escape(line, sizeof line - 4, &n, msg);
-    memcpy(line + n, "\"}\n", 3);
-    n += 3;
+    line[n++] = '"';
   } else {
-    int m = snprintf(line, sizeof line, "%s %-5s %s\n", ts, level_names[level], msg);
-    n = m < 0 ? 0 : (size_t)m;
-    if (n >= sizeof line) {
-      n = sizeof line - 1;
-      line[n - 1] = '\n';
-    }
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s", msg);
   }
-  write_line(line, n);
+  finish_line(line, sizeof line, n, json);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...) {
@@ -88,4 +191,35 @@ void log_msg(enum log_level level, const char *fmt, ...) {
   va_start(ap, fmt);
   log_vmsg(level, fmt, ap);
   va_end(ap);
+}
+
+void log_fields(enum log_level level, const char *msg, const struct log_field *fields,
+                size_t count) {
+  if (!log_enabled(level)) return;
+  char line[LINE_MAX_BYTES];
+  const size_t cap = sizeof line - 8;
+  bool json = atomic_load(&current_format) == LOG_FORMAT_JSON;
+  size_t n = start_line(line, cap, level, json);
+  if (json) {
+    log_json_escape(line, cap, &n, msg);
+    line[n++] = '"';
+  } else {
+    n += (size_t)snprintf(line + n, cap - n, "%s", msg);
+  }
+  for (size_t i = 0; i < count && n < cap - 32; i++) {
+    const struct log_field *f = &fields[i];
+    n += (size_t)snprintf(line + n, cap - n, json ? ",\"%s\":" : " %s=", f->key);
+    if (n >= cap) break;
+    if (!f->str) {
+      n += (size_t)snprintf(line + n, cap - n, "%lld", f->num);
+    } else if (json) {
+      line[n++] = '"';
+      log_json_escape(line, cap - 2, &n, f->str);
+      line[n++] = '"';
+    } else {
+      text_value(line, cap, &n, f->str);
+    }
+    if (n >= cap) n = cap - 1;
+  }
+  finish_line(line, sizeof line, n, json);
 }

@@ -57,7 +57,7 @@ static int run(const char *path) {
     for (size_t i = 0; i < gen->certs->cert_count; i++) print_fingerprint(gen->certs->certs[i]);
     log_info("run 'stapler -c FILE' for a real setup; config/stapler.yaml documents every key");
   }
-  return server_run(gen);
+  return server_run(gen, path);
 }
 
 int main(int argc, char **argv) {

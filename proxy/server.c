@@ -10,6 +10,7 @@
 
 #include "stapler/listener.h"
 #include "stapler/log.h"
+#include "stapler/tickets.h"
 #include "stapler/util.h"
 
 static void close_fds(int *fds, size_t n) {
@@ -17,30 +18,164 @@ static void close_fds(int *fds, size_t n) {
     if (fds[i] >= 0) close(fds[i]);
 }
 
-/* One socket per worker per listen entry; fds[w * listen_count + i]. */
-static int *bind_all(const struct config *cfg, unsigned workers) {
-  size_t n = (size_t)workers * cfg->listen_count;
-  int *fds = xmalloc(n * sizeof *fds);
+/* Binds one socket per worker for each entry of `cfg` that `old` (may be NULL) does not already
+ * listen on; fds[w * listen_count + i], -1 where the worker keeps its socket. NULL on error. */
+static int *bind_listeners(const struct config *cfg, const struct config *old,
+                           unsigned workers) {
+  size_t nl = cfg->listen_count, n = (size_t)workers * nl;
+  int *fds = xmalloc((n ? n : 1) * sizeof *fds);
   for (size_t k = 0; k < n; k++) fds[k] = -1;
-  for (size_t k = 0; k < n; k++) {
-    const struct config_listen *l = &cfg->listen[k % cfg->listen_count];
-    char err[256];
-    fds[k] = listener_bind(l, err, sizeof err);
-    if (fds[k] < 0) {
-      log_error("cannot listen on %s: %s", l->addr.text, err);
-      close_fds(fds, n);
-      free(fds);
-      return NULL;
+  for (size_t i = 0; i < nl; i++) {
+    const struct config_listen *l = &cfg->listen[i];
+    bool kept = false;
+    for (size_t j = 0; old && j < old->listen_count && !kept; j++)
+      kept = !strcmp(old->listen[j].addr.text, l->addr.text);
+    for (unsigned w = 0; w < workers && !kept; w++) {
+      char err[256];
+      int fd = listener_bind(l, err, sizeof err);
+      if (fd < 0) {
+        log_error("cannot listen on %s: %s", l->addr.text, err);
+        close_fds(fds, n);
+        free(fds);
+        return NULL;
+      }
+      fds[(size_t)w * nl + i] = fd;
     }
   }
   return fds;
 }
+
+/* ---- ticket keys --------------------------------------------------------------------------*/
+
+/* Makes `keys` the set handshakes use; the old one is freed once no worker reads it. */
+static void publish_tickets(struct server *s, struct ticket_keys *keys) {
+  s->tickets = keys;
+  qsbr_retire(&s->qsbr, tickets_publish(keys), tickets_free);
+}
+
+static void on_ticket_rotation(uv_timer_t *t) {
+  struct server *s = t->data;
+  publish_tickets(s, tickets_rotate(s->tickets));
+  log_debug("session ticket keys rotated");
+}
+
+/* The key file when configured (checked), else generated keys rotated every 12 hours. */
+static bool setup_tickets(struct server *s, const struct config *cfg) {
+  if (!cfg->tls.session_tickets) return true;
+  if (cfg->tls.ticket_key_file) {
+    char err[512];
+    struct ticket_keys *keys = tickets_load_file(cfg->tls.ticket_key_file, err, sizeof err);
+    if (!keys) {
+      log_error("%s", err);
+      return false;
+    }
+    uv_timer_stop(&s->ticket_timer);
+    publish_tickets(s, keys);
+    return true;
+  }
+  if (!uv_is_active((uv_handle_t *)&s->ticket_timer)) {
+    publish_tickets(s, tickets_rotate(NULL));
+    uv_timer_start(&s->ticket_timer, on_ticket_rotation, TICKET_ROTATE_SECONDS * 1000ull,
+                   TICKET_ROTATE_SECONDS * 1000ull);
+  }
+  return true;
+}
+
+/* ---- admin ---------------------------------------------------------------------------------*/
+
+static bool same_admin(const struct config *a, const struct config *b) {
+  if (a->admin.enabled != b->admin.enabled) return false;
+  return !a->admin.enabled || !strcmp(a->admin.addr.text, b->admin.addr.text);
+}
+
+/* Starts the admin endpoint `cfg` asks for into *out. False when it cannot be bound. */
+static bool start_admin(struct server *s, const struct config *cfg, struct admin **out) {
+  *out = NULL;
+  if (!cfg->admin.enabled) return true;
+  char err[256];
+  *out = admin_start(s, &cfg->admin.addr, err, sizeof err);
+  if (!*out) log_error("admin endpoint: %s", err);
+  return *out != NULL;
+}
+
+/* ---- reload ----------------------------------------------------------------------------------*/
+
+/* Hands `gen` to every worker and waits until each serves it: reloads never overlap. */
+static void update_workers(struct server *s, struct generation *gen, const int *fds) {
+  size_t nl = gen->cfg->listen_count;
+  unsigned before[256];
+  for (unsigned i = 0; i < s->worker_count; i++) {
+    before[i] = atomic_load(&s->workers[i].updates_applied);
+    struct worker_update *u = xmalloc(sizeof *u);
+    u->gen = generation_ref(gen);
+    u->fds = xmalloc((nl ? nl : 1) * sizeof *u->fds);
+    memcpy(u->fds, fds + (size_t)i * nl, nl * sizeof *u->fds);
+    worker_update(&s->workers[i], u);
+  }
+  for (unsigned i = 0; i < s->worker_count; i++)
+    for (int waited = 0; atomic_load(&s->workers[i].updates_applied) == before[i] && waited < 10000;
+         waited++)
+      uv_sleep(1);
+}
+
+static struct generation *load_next(struct server *s) {
+  struct strlist errors = {0}, warnings = {0};
+  struct generation *gen =
+      generation_load(s->gen->id + 1, s->config_path, wall_now(), &errors, &warnings);
+  for (size_t i = 0; i < warnings.count; i++) log_warn("%s", warnings.items[i]);
+  for (size_t i = 0; i < errors.count; i++) log_error("reload refused: %s", errors.items[i]);
+  strlist_free(&errors);
+  strlist_free(&warnings);
+  return gen;
+}
+
+static void reload(struct server *s) {
+  if (!s->config_path) {
+    log_warn("SIGHUP: running the built-in default, there is no file to reload");
+    return;
+  }
+  log_info("SIGHUP: reloading %s", s->config_path);
+  struct generation *gen = load_next(s);
+  int *fds = gen ? bind_listeners(gen->cfg, s->gen->cfg, s->worker_count) : NULL;
+  struct admin *admin = s->admin;
+  bool admin_changed = gen && !same_admin(s->gen->cfg, gen->cfg);
+  bool ok = fds && (!admin_changed || start_admin(s, gen->cfg, &admin)) &&
+            setup_tickets(s, gen->cfg);
+  if (!ok) {
+    if (admin != s->admin) admin_stop(admin);
+    if (fds) close_fds(fds, (size_t)s->worker_count * gen->cfg->listen_count);
+    free(fds);
+    generation_unref(gen);
+    s->reloads_failed++;
+    log_error("reload refused: the running configuration (generation %u) stays in use",
+              s->gen->id);
+    return;
+  }
+  if (admin_changed) {
+    admin_stop(s->admin);
+    s->admin = admin;
+  }
+  if (config_worker_count(gen->cfg) != s->worker_count)
+    log_warn("workers: the number of worker threads changes only at restart");
+  stapling_attach(&s->stapling, gen);
+  update_workers(s, gen, fds);
+  free(fds);
+  generation_unref(s->gen);
+  s->gen = gen;
+  log_configure(gen->cfg->log.level, gen->cfg->log.format);
+  s->reloads_ok++;
+  log_info("reloaded: generation %u, %zu certificate(s), %zu listen address(es)", gen->id,
+           gen->certs->cert_count, gen->cfg->listen_count);
+}
+
+/* ---- stopping --------------------------------------------------------------------------------*/
 
 static void close_control_handles(struct server *s) {
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
   uv_close((uv_handle_t *)&s->sighup, NULL);
   uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+  uv_close((uv_handle_t *)&s->ticket_timer, NULL);
   uv_close((uv_handle_t *)&s->worker_exited, NULL);
 }
 
@@ -60,6 +195,9 @@ static void begin_shutdown(struct server *s, const char *signame) {
   if (s->stopping) return;
   s->stopping = true;
   stapling_stop(&s->stapling);
+  admin_stop(s->admin);
+  s->admin = NULL;
+  uv_timer_stop(&s->ticket_timer);
   log_info("%s: no longer accepting; draining %u connection(s) for up to %llu ms", signame,
            atomic_load(&s->open_connections),
            (unsigned long long)s->gen->cfg->timeouts.shutdown_ms);
@@ -69,12 +207,13 @@ static void begin_shutdown(struct server *s, const char *signame) {
 
 static void on_signal(uv_signal_t *sig, int signum) {
   struct server *s = sig->data;
-  if (signum == SIGHUP) {
-    log_warn("SIGHUP: configuration reload is not available in this build; ignoring");
-    return;
-  }
-  begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (signum != SIGHUP)
+    begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  else if (!s->stopping)
+    reload(s);
 }
+
+/* ---- running ---------------------------------------------------------------------------------*/
 
 static void watch_signal(struct server *s, uv_signal_t *sig, int signum) {
   uv_signal_init(s->loop, sig);
@@ -85,59 +224,77 @@ static void watch_signal(struct server *s, uv_signal_t *sig, int signum) {
 static void log_start(const struct server *s) {
   const struct config *cfg = s->gen->cfg;
   for (size_t i = 0; i < cfg->listen_count; i++)
-    log_info("listening on %s", cfg->listen[i].addr.text);
+    log_info("listening on %s%s", cfg->listen[i].addr.text,
+             cfg->listen[i].proxy_protocol ? " (PROXY protocol expected)" : "");
+  if (s->admin) log_info("admin endpoint on http://%s/ (/metrics /healthz /status)",
+                         s->admin->address);
   log_info("forwarding to %s (%s mode), %u worker(s), %zu certificate(s)",
            cfg->backend.addr.text, cfg->backend.mode == BACKEND_MODE_TCP ? "tcp" : "http",
            s->worker_count, s->gen->certs->cert_count);
 }
 
-int server_run(struct generation *gen) {
+static void init_control(struct server *s) {
+  s->quiescent = xcalloc(s->worker_count, sizeof *s->quiescent);
+  for (unsigned i = 0; i < s->worker_count; i++) s->quiescent[i] = &s->workers[i].quiescent;
+  qsbr_init(&s->qsbr, s->quiescent, s->worker_count);
+  uv_timer_init(s->loop, &s->ticket_timer);
+  s->ticket_timer.data = s;
+  uv_async_init(s->loop, &s->worker_exited, on_worker_exited);
+  s->worker_exited.data = s;
+  uv_timer_init(s->loop, &s->shutdown_timer);
+  s->shutdown_timer.data = s;
+  watch_signal(s, &s->sigterm, SIGTERM);
+  watch_signal(s, &s->sigint, SIGINT);
+  watch_signal(s, &s->sighup, SIGHUP);
+}
+
+static void free_control(struct server *s) {
+  qsbr_destroy(&s->qsbr); /* no worker runs any more */
+  tickets_free(tickets_publish(NULL));
+  stapling_free(&s->stapling);
+  free(s->quiescent);
+  free(s->workers);
+  uv_loop_close(s->loop);
+}
+
+int server_run(struct generation *gen, const char *config_path) {
   struct server s;
   memset(&s, 0, sizeof s);
   s.loop = uv_default_loop();
+  s.config_path = config_path;
   s.gen = gen;
   s.worker_count = config_worker_count(gen->cfg);
   atomic_init(&s.open_connections, 0);
   atomic_init(&s.workers_exited, 0);
   signal(SIGPIPE, SIG_IGN);
 
-  size_t nl = gen->cfg->listen_count;
-  int *fds = bind_all(gen->cfg, s.worker_count);
+  int *fds = bind_listeners(gen->cfg, NULL, s.worker_count);
   if (!fds) {
     generation_unref(gen);
     return 1;
   }
   s.workers = xcalloc(s.worker_count, sizeof *s.workers);
   for (unsigned i = 0; i < s.worker_count; i++)
-    worker_init(&s.workers[i], i, &s, gen, fds + (size_t)i * nl, nl);
+    worker_init(&s.workers[i], i, &s, gen, fds + (size_t)i * gen->cfg->listen_count);
   free(fds);
-
-  /* Cached staples are loaded before the first connection is accepted. */
-  s.quiescent = xcalloc(s.worker_count, sizeof *s.quiescent);
-  for (unsigned i = 0; i < s.worker_count; i++) s.quiescent[i] = &s.workers[i].quiescent;
-  qsbr_init(&s.qsbr, s.quiescent, s.worker_count);
+  init_control(&s);
   stapling_init(&s.stapling, s.loop, &s.qsbr);
+  /* Cached staples and ticket keys are ready before the first connection is accepted. */
   stapling_attach(&s.stapling, gen);
-
-  uv_async_init(s.loop, &s.worker_exited, on_worker_exited);
-  s.worker_exited.data = &s;
-  uv_timer_init(s.loop, &s.shutdown_timer);
-  s.shutdown_timer.data = &s;
-  watch_signal(&s, &s.sigterm, SIGTERM);
-  watch_signal(&s, &s.sigint, SIGINT);
-  watch_signal(&s, &s.sighup, SIGHUP);
-
+  bool start_failed = !setup_tickets(&s, gen->cfg) || !start_admin(&s, gen->cfg, &s.admin);
+  if (start_failed) {
+    begin_shutdown(&s, "start-up failed");
+    for (unsigned i = 0; i < s.worker_count; i++) worker_command(&s.workers[i], WORKER_STOP);
+  }
   for (unsigned i = 0; i < s.worker_count; i++) worker_start(&s.workers[i]);
   log_start(&s);
+  log_async_start();
   uv_run(s.loop, UV_RUN_DEFAULT);
 
   for (unsigned i = 0; i < s.worker_count; i++) worker_join(&s.workers[i]);
-  qsbr_destroy(&s.qsbr); /* no worker runs any more */
-  stapling_free(&s.stapling);
-  free(s.quiescent);
-  free(s.workers);
-  uv_loop_close(s.loop);
+  log_async_stop();
+  free_control(&s);
   log_info("stopped");
-  generation_unref(gen);
-  return 0;
+  generation_unref(s.gen);
+  return start_failed ? 1 : 0;
 }

@@ -6,6 +6,7 @@
 
 #include "stapler/generation.h"
 #include "stapler/log.h"
+#include "stapler/tickets.h"
 #include "stapler/util.h"
 
 /* Mozilla's "intermediate" TLS 1.2 suites: forward secrecy and AEAD only. TLS 1.3 suites are
@@ -125,7 +126,10 @@ SSL_CTX *tls_ctx_new(const struct config *cfg, struct strlist *errors) {
   SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
   /* Resumption through tickets only: no server-side session cache shared across threads. */
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
-  if (!cfg->tls.session_tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  if (cfg->tls.session_tickets)
+    tickets_setup_ctx(ctx); /* keys shared by all workers and generations */
+  else
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
   SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
   return ctx;
 }

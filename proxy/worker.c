@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stapler/conn.h"
 #include "stapler/generation.h"
@@ -26,7 +27,10 @@ static void on_before_poll(uv_prepare_t *p) { qsbr_quiescent(&((struct worker *)
 static void on_after_poll(uv_check_t *c) { qsbr_quiescent(&((struct worker *)c->data)->quiescent); }
 
 static void stop_listening(struct worker *w) {
-  for (size_t i = 0; i < w->listener_count; i++) listener_stop(&w->listeners[i]);
+  for (size_t i = 0; i < w->listener_count; i++) listener_stop(w->listeners[i]);
+  free(w->listeners);
+  w->listeners = NULL;
+  w->listener_count = 0;
 }
 
 static void drain(struct worker *w) {
@@ -49,9 +53,58 @@ static void stop_now(struct worker *w) {
   finish_if_done(w);
 }
 
+/* Takes the listener for `address` out of the current set, or NULL. */
+static struct listener *take_listener(struct worker *w, const char *address) {
+  for (size_t i = 0; i < w->listener_count; i++) {
+    struct listener *l = w->listeners[i];
+    if (l && !strcmp(l->address, address)) {
+      w->listeners[i] = NULL;
+      return l;
+    }
+  }
+  return NULL;
+}
+
+/* Serve a new generation: new connections use it, open ones keep theirs. */
+static void apply_update(struct worker *w) {
+  pthread_mutex_lock(&w->mailbox_lock);
+  struct worker_update *u = w->mailbox;
+  w->mailbox = NULL;
+  pthread_mutex_unlock(&w->mailbox_lock);
+  if (!u) return;
+  const struct config *cfg = u->gen->cfg;
+  struct listener **next = xcalloc(cfg->listen_count ? cfg->listen_count : 1, sizeof *next);
+  for (size_t i = 0; i < cfg->listen_count; i++) {
+    const struct config_listen *lc = &cfg->listen[i];
+    if (u->fds[i] >= 0) {
+      next[i] = w->draining ? (close(u->fds[i]), NULL) : listener_start(w, lc, u->fds[i]);
+    } else if ((next[i] = take_listener(w, lc->addr.text))) {
+      listener_update(next[i], lc);
+    }
+  }
+  stop_listening(w); /* what is left: addresses the new config dropped */
+  w->listeners = next;
+  w->listener_count = cfg->listen_count;
+  generation_unref(w->gen);
+  w->gen = u->gen;
+  free(u->fds);
+  free(u);
+  atomic_fetch_add(&w->updates_applied, 1);
+}
+
+/* Releases an update that was never applied, closing its sockets. */
+static void discard_update(struct worker_update *u) {
+  for (size_t i = 0; i < u->gen->cfg->listen_count; i++)
+    if (u->fds[i] >= 0) close(u->fds[i]);
+  generation_unref(u->gen);
+  free(u->fds);
+  free(u);
+}
+
 static void on_wakeup(uv_async_t *a) {
   struct worker *w = a->data;
   unsigned cmds = atomic_exchange(&w->commands, 0);
+  if (cmds & WORKER_UPDATE) apply_update(w);
   if (cmds & WORKER_STOP)
     stop_now(w);
   else if (cmds & WORKER_DRAIN)
@@ -59,11 +112,13 @@ static void on_wakeup(uv_async_t *a) {
 }
 
 void worker_init(struct worker *w, unsigned id, struct server *server, struct generation *gen,
-                 const int *fds, size_t fd_count) {
+                 const int *fds) {
   memset(w, 0, sizeof *w);
   w->id = id;
   w->server = server;
   atomic_init(&w->commands, 0);
+  atomic_init(&w->updates_applied, 0);
+  pthread_mutex_init(&w->mailbox_lock, NULL);
   uv_loop_init(&w->loop);
   bufpool_init(&w->pool, POOL_MAX_FREE);
   w->gen = generation_ref(gen);
@@ -75,13 +130,11 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
   w->before_poll.data = w->after_poll.data = w;
   uv_prepare_start(&w->before_poll, on_before_poll);
   uv_check_start(&w->after_poll, on_after_poll);
-  w->listeners = xcalloc(fd_count, sizeof *w->listeners);
-  w->listener_count = fd_count;
-  for (size_t i = 0; i < fd_count; i++) {
-    int rc = listener_start(&w->listeners[i], w, i, fds[i]);
-    if (rc) log_error("worker %u: cannot listen on %s: %s", id, gen->cfg->listen[i].addr.text,
-                      uv_strerror(rc));
-  }
+  const struct config *cfg = gen->cfg;
+  w->listener_count = cfg->listen_count;
+  w->listeners = xcalloc(cfg->listen_count, sizeof *w->listeners);
+  for (size_t i = 0; i < cfg->listen_count; i++)
+    w->listeners[i] = listener_start(w, &cfg->listen[i], fds[i]);
 }
 
 static void run(void *arg) {
@@ -98,6 +151,15 @@ void worker_command(struct worker *w, enum worker_command cmd) {
   uv_async_send(&w->wakeup);
 }
 
+void worker_update(struct worker *w, struct worker_update *u) {
+  pthread_mutex_lock(&w->mailbox_lock);
+  struct worker_update *old = w->mailbox; /* the server waits for each update: not expected */
+  w->mailbox = u;
+  pthread_mutex_unlock(&w->mailbox_lock);
+  if (old) discard_update(old);
+  worker_command(w, WORKER_UPDATE);
+}
+
 void worker_conn_closed(struct worker *w) { finish_if_done(w); }
 
 void worker_join(struct worker *w) {
@@ -108,4 +170,9 @@ void worker_join(struct worker *w) {
   bufpool_destroy(&w->pool);
   generation_unref(w->gen);
   free(w->listeners);
+  pthread_mutex_lock(&w->mailbox_lock);
+  if (w->mailbox) discard_update(w->mailbox);
+  w->mailbox = NULL;
+  pthread_mutex_unlock(&w->mailbox_lock);
+  pthread_mutex_destroy(&w->mailbox_lock);
 }

@@ -29,7 +29,12 @@ struct cert {
   /* The current verified staple, or NULL. Replaced by the control thread while workers read
    * it (see qsbr.h); read it with cert_staple(). */
   _Atomic(struct staple *) staple;
+  _Atomic uint64_t staples_sent; /* by all workers, for metrics */
 };
+
+static inline void cert_count_staple(const struct cert *c) {
+  atomic_fetch_add_explicit(&((struct cert *)c)->staples_sent, 1, memory_order_relaxed);
+}
 
 static inline struct staple *cert_staple(const struct cert *c) {
   return atomic_load_explicit(&((struct cert *)c)->staple, memory_order_acquire);

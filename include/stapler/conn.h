@@ -29,7 +29,8 @@ struct worker;
 struct listener;
 struct generation;
 
-enum conn_phase { CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING };
+/* PROXY_HEADER: waiting for a load balancer's PROXY header (listen[].proxy_protocol). */
+enum conn_phase { CONN_PROXY_HEADER, CONN_HANDSHAKE, CONN_OPEN, CONN_CLOSING };
 enum backend_state { BACKEND_NONE, BACKEND_CONNECTING, BACKEND_UP, BACKEND_CLOSING };
 
 struct conn {
@@ -64,12 +65,23 @@ struct conn {
   bool draining;          /* the worker is stopping: end after the current exchange */
 
   uint64_t accepted_at, last_activity, header_started_at, connect_started_at;
+  /* The exchange in progress (an HTTP request and its response, or the whole tunnel), for
+   * the access log: decrypted bytes each way and when it began. */
+  uint64_t exchange_started_at, exchange_bytes_in, exchange_bytes_out;
   uint64_t timer_due; /* when the armed timer fires, 0 if unarmed */
 
+  /* The client as the backend should see it: the socket's peer, or what a PROXY header
+   * said. `local_addr` is the address it connected to. */
+  struct sockaddr_storage client_addr, local_addr;
   char client_ip[INET6_ADDRSTRLEN];
   uint16_t client_port;
   uint16_t local_port;
+  struct buf *proxy_header; /* bytes of a PROXY header being read */
 };
+
+static inline bool conn_before_tls(const struct conn *c) {
+  return c->phase == CONN_PROXY_HEADER || c->phase == CONN_HANDSHAKE;
+}
 
 /* conn.c */
 void conn_accept(struct worker *w, struct listener *l);
@@ -80,8 +92,13 @@ void conn_arm_timer(struct conn *c);
 void conn_drain(struct conn *c);
 void conn_handle_closed(uv_handle_t *h);
 
+/* conn_proxy_header.c */
+void proxy_header_received(struct conn *c, struct buf *b);
+bool backend_proxy_header(struct conn *c, uint8_t *out, size_t cap, size_t *len);
+
 /* conn_client.c */
 void client_start(struct conn *c);
+void client_set_address(struct conn *c, const struct sockaddr *sa);
 void client_pump(struct conn *c);
 void client_flush(struct conn *c);
 void client_update_reading(struct conn *c);

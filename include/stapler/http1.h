@@ -62,6 +62,7 @@ struct http1 {
   bool awaiting_response;   /* request sent upstream, final response not complete */
   bool response_started;    /* bytes of the current response went to the client */
   bool res_reading;         /* inside a response message */
+  unsigned begun;            /* requests whose first byte arrived */
   unsigned requests, responses;
 
   /* Results the connection acts on after each call: */

@@ -1,8 +1,10 @@
 /* Listening sockets. They are bound in the control thread, where errors can still stop the
- * start-up, one per worker with SO_REUSEPORT so the kernel spreads connections. */
+ * start-up or a reload, one per worker with SO_REUSEPORT so the kernel spreads connections.
+ * A worker's listener is identified by its configured address across reloads. */
 #ifndef STAPLER_LISTENER_H
 #define STAPLER_LISTENER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -13,17 +15,19 @@ struct worker;
 struct listener {
   uv_tcp_t handle;
   struct worker *worker;
-  size_t index;       /* which listen entry of the config */
-  uint16_t port;      /* for X-Forwarded-Port */
-  bool open;
+  char *address;       /* as configured */
+  uint16_t port;       /* for X-Forwarded-Port */
+  bool proxy_protocol; /* a PROXY header comes before the TLS handshake */
 };
 
 /* Creates, binds and listens on a socket for `cfg`. Returns the fd, or -1 with `err` filled. */
 int listener_bind(const struct config_listen *cfg, char *err, size_t errlen);
 
-/* Starts accepting on `fd` in the worker's loop. */
-int listener_start(struct listener *l, struct worker *w, size_t index, int fd);
-/* Stops accepting and closes the socket. */
+/* Starts accepting on `fd` (which it takes) in the worker's loop. NULL on failure. */
+struct listener *listener_start(struct worker *w, const struct config_listen *cfg, int fd);
+/* Takes a reloaded entry's settings for the same address. */
+void listener_update(struct listener *l, const struct config_listen *cfg);
+/* Stops accepting; the socket is closed and the listener freed asynchronously. */
 void listener_stop(struct listener *l);
 
 #endif

@@ -1,9 +1,10 @@
 /* A worker: one thread, one libuv loop, its own listening sockets (SO_REUSEPORT) and the
  * connections they accept. Workers share nothing mutable; the control thread talks to them
- * through `commands` and `wakeup`. */
+ * through `commands` (drain, stop) and a one-slot mailbox (a new generation to serve). */
 #ifndef STAPLER_WORKER_H
 #define STAPLER_WORKER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,8 +19,16 @@ struct conn;
 struct listener;
 
 enum worker_command {
-  WORKER_DRAIN = 1 << 0, /* stop accepting, finish open work, then exit */
-  WORKER_STOP = 1 << 1,  /* close everything now, then exit */
+  WORKER_DRAIN = 1 << 0,  /* stop accepting, finish open work, then exit */
+  WORKER_STOP = 1 << 1,   /* close everything now, then exit */
+  WORKER_UPDATE = 1 << 2, /* take the generation waiting in the mailbox */
+};
+
+/* A new generation for a worker. `fds[i]` is a freshly bound socket for the generation's
+ * listen entry i, or -1 to keep the worker's own listener for that address. */
+struct worker_update {
+  struct generation *gen; /* a reference for the worker */
+  int *fds;
 };
 
 struct worker {
@@ -29,28 +38,32 @@ struct worker {
   uv_thread_t thread;
   uv_async_t wakeup;
   atomic_uint commands;
+  pthread_mutex_t mailbox_lock;
+  struct worker_update *mailbox;
+  atomic_uint updates_applied;
   uv_prepare_t before_poll; /* both bump `quiescent` (see qsbr.h) */
   uv_check_t after_poll;
   _Atomic uint64_t quiescent;
   struct bufpool pool;
   struct generation *gen; /* the generation new connections use; the worker holds a ref */
-  struct listener *listeners;
+  struct listener **listeners; /* one per listen entry of `gen` (NULL if it failed) */
   size_t listener_count;
   struct conn *conns; /* every open connection, for draining */
   size_t conn_count;
   bool draining;
-  void *free_write_reqs; /* recycled write requests (see conn_io.c) */
+  void *free_write_reqs; /* recycled write requests (see conn_write.c) */
   struct stats stats;
 };
 
-/* Prepares `w` to serve `gen` on already-bound listening sockets `fds` (one per listen entry).
- * The worker owns the sockets from here on. */
+/* Prepares `w` to serve `gen` on already-bound sockets `fds` (one per listen entry), which it
+ * takes. */
 void worker_init(struct worker *w, unsigned id, struct server *server, struct generation *gen,
-                 const int *fds, size_t fd_count);
-/* Starts the worker's thread. */
+                 const int *fds);
 int worker_start(struct worker *w);
 /* Asks the worker to drain or stop; safe from any thread. */
 void worker_command(struct worker *w, enum worker_command cmd);
+/* Hands the worker a new generation (the worker takes `u`); safe from any thread. */
+void worker_update(struct worker *w, struct worker_update *u);
 /* Joins the thread and frees what the worker owns. */
 void worker_join(struct worker *w);
 
