@@ -5,6 +5,7 @@
 #include "stapler/asn1time.h"
 #include "stapler/generation.h"
 #include "stapler/ocsp_cache.h"
+#include "stapler/tickets.h"
 #include "stapler/util.h"
 
 static void print_staple(FILE *out, const struct cert *c, time_t now) {
@@ -67,8 +68,23 @@ int check_config(const char *path, FILE *out, FILE *err) {
   struct strlist errors = {0}, warnings = {0};
   time_t now = wall_now();
   struct generation *gen = generation_load(1, path, now, &errors, &warnings);
+  if (gen && gen->cfg->tls.session_tickets && gen->cfg->tls.ticket_key_file) {
+    char problem[512];
+    struct ticket_keys *keys =
+        tickets_load_file(gen->cfg->tls.ticket_key_file, problem, sizeof problem);
+    if (keys)
+      fprintf(out, "ticket keys %s: %zu key(s)\n", gen->cfg->tls.ticket_key_file, keys->count);
+    else
+      strlist_add(&errors, "%s", problem);
+    tickets_free(keys);
+    if (!keys) {
+      generation_unref(gen);
+      gen = NULL;
+    }
+  }
   for (size_t i = 0; i < warnings.count; i++) fprintf(err, "warning: %s\n", warnings.items[i]);
   for (size_t i = 0; i < errors.count; i++) fprintf(err, "error: %s\n", errors.items[i]);
+  if (gen && gen->cfg->admin.enabled) fprintf(out, "admin http://%s/\n", gen->cfg->admin.addr.text);
   int rc = 1;
   if (gen) {
     const struct config *cfg = gen->cfg;

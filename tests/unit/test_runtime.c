@@ -1,0 +1,190 @@
+/* PROXY protocol encoding and parsing (against the specification's own examples), ticket key
+ * files, and log field escaping. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "stapler/proxy_protocol.h"
+#include "stapler/tickets.h"
+#include "testing.h"
+
+static struct sockaddr_storage v4(const char *ip, uint16_t port) {
+  struct sockaddr_storage ss = {0};
+  struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+  in->sin_family = AF_INET;
+  in->sin_port = htons(port);
+  inet_pton(AF_INET, ip, &in->sin_addr);
+  return ss;
+}
+
+static struct sockaddr_storage v6(const char *ip, uint16_t port) {
+  struct sockaddr_storage ss = {0};
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(port);
+  inet_pton(AF_INET6, ip, &in6->sin6_addr);
+  return ss;
+}
+
+static void test_v1_write_spec_examples(void) {
+  char out[PP_V1_MAX + 1];
+  struct sockaddr_storage src = v4("192.168.0.1", 56324), dst = v4("192.168.0.11", 443);
+  size_t n = pp_write_v1(out, sizeof out, (struct sockaddr *)&src, (struct sockaddr *)&dst);
+  CHECK_EQ_INT(n, strlen("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"));
+  CHECK_STR(out, "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n");
+  src = v6("2001:db8::1", 65535);
+  dst = v6("2001:db8::2", 443);
+  pp_write_v1(out, sizeof out, (struct sockaddr *)&src, (struct sockaddr *)&dst);
+  CHECK_STR(out, "PROXY TCP6 2001:db8::1 2001:db8::2 65535 443\r\n");
+  /* The longest line the specification allows fits in 107 bytes. */
+  src = v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+  dst = v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+  n = pp_write_v1(out, sizeof out, (struct sockaddr *)&src, (struct sockaddr *)&dst);
+  CHECK_EQ_INT(n, 104);
+}
+
+static void test_v1_parse(void) {
+  struct pp_info info;
+  size_t used;
+  const char *err;
+  const char *line = "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET /";
+  CHECK_EQ_INT(pp_parse((const uint8_t *)line, strlen(line), &info, &used, &err), PP_OK);
+  CHECK_EQ_INT(used, strlen(line) - 5);
+  CHECK_EQ_INT(info.version, 1);
+  CHECK(!info.local);
+  char ip[64];
+  inet_ntop(AF_INET, &((struct sockaddr_in *)&info.src)->sin_addr, ip, sizeof ip);
+  CHECK_STR(ip, "192.168.0.1");
+  CHECK_EQ_INT(ntohs(((struct sockaddr_in *)&info.src)->sin_port), 56324);
+  CHECK_EQ_INT(ntohs(((struct sockaddr_in *)&info.dst)->sin_port), 443);
+  const char *unknown = "PROXY UNKNOWN\r\n";
+  CHECK_EQ_INT(pp_parse((const uint8_t *)unknown, strlen(unknown), &info, &used, &err), PP_OK);
+  CHECK(info.local);
+  const char *six = "PROXY TCP6 2001:db8::1 2001:db8::2 1 2\r\n";
+  CHECK_EQ_INT(pp_parse((const uint8_t *)six, strlen(six), &info, &used, &err), PP_OK);
+  CHECK_EQ_INT(info.src.ss_family, AF_INET6);
+  /* Every prefix of a good line is incomplete, never bad. */
+  for (size_t i = 1; i < strlen(line) - 6; i++)
+    CHECK_EQ_INT(pp_parse((const uint8_t *)line, i, &info, &used, &err), PP_INCOMPLETE);
+  static const char *const bad[] = {
+      "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\n",   /* LF only */
+      "PROXY TCP4  192.168.0.1 192.168.0.11 56324 443\r\n", /* two spaces */
+      "PROXY TCP4 192.168.0.256 192.168.0.11 56324 443\r\n",
+      "PROXY TCP4 192.168.0.1 192.168.0.11 65536 443\r\n",
+      "PROXY TCP4 192.168.0.1 192.168.0.11 0443 443\r\n",
+      "PROXY TCP4 2001:db8::1 192.168.0.11 1 2\r\n",
+      "PROXY UDP4 192.168.0.1 192.168.0.11 1 2\r\n",
+      "PROXY TCP4 192.168.0.1 192.168.0.11 1 2 extra\r\n",
+      "GET / HTTP/1.1\r\n",
+      "\x16\x03\x01\x02\x00",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    CHECK_EQ_INT(pp_parse((const uint8_t *)bad[i], strlen(bad[i]), &info, &used, &err), PP_BAD);
+  char longline[200];
+  memset(longline, 'a', sizeof longline);
+  memcpy(longline, "PROXY ", 6);
+  CHECK_EQ_INT(pp_parse((const uint8_t *)longline, sizeof longline, &info, &used, &err), PP_BAD);
+}
+
+static void test_v2_write_and_parse(void) {
+  uint8_t out[256];
+  struct sockaddr_storage src = v4("203.0.113.7", 51234), dst = v4("198.51.100.1", 443);
+  static const uint8_t alpn[] = "http/1.1";
+  size_t n = pp_write_v2(out, sizeof out, (struct sockaddr *)&src, (struct sockaddr *)&dst, alpn,
+                         8, "example.com");
+  static const uint8_t want[] = {
+      0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* signature */
+      0x21, 0x11, 0x00, 0x25,                                   /* PROXY, TCP4, 12 + 11 + 14 */
+      203, 0, 113, 7, 198, 51, 100, 1, 0xc8, 0x22, 0x01, 0xbb,                /* addresses, ports */
+      0x01, 0x00, 0x08, 'h', 't', 't', 'p', '/', '1', '.', '1',               /* PP2_TYPE_ALPN */
+      0x02, 0x00, 0x0b, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm', /* AUTHORITY */
+  };
+  CHECK_EQ_INT(n, sizeof want);
+  CHECK(n == sizeof want && !memcmp(out, want, n));
+  struct pp_info info;
+  size_t used;
+  const char *err;
+  CHECK_EQ_INT(pp_parse(out, n, &info, &used, &err), PP_OK);
+  CHECK_EQ_INT(used, n);
+  CHECK_EQ_INT(info.version, 2);
+  CHECK_EQ_INT(ntohs(((struct sockaddr_in *)&info.src)->sin_port), 51234);
+  for (size_t i = 1; i < n; i++) CHECK_EQ_INT(pp_parse(out, i, &info, &used, &err), PP_INCOMPLETE);
+  /* IPv6, no TLVs: 16 + 36 bytes. */
+  src = v6("2001:db8::7", 1);
+  dst = v6("2001:db8::1", 443);
+  n = pp_write_v2(out, sizeof out, (struct sockaddr *)&src, (struct sockaddr *)&dst, NULL, 0, NULL);
+  CHECK_EQ_INT(n, 52);
+  CHECK_EQ_INT(out[13], 0x21);
+  CHECK_EQ_INT(pp_parse(out, n, &info, &used, &err), PP_OK);
+  CHECK_EQ_INT(info.src.ss_family, AF_INET6);
+  /* LOCAL command (health checks): no addresses. */
+  uint8_t local[16];
+  memcpy(local, want, 12);
+  local[12] = 0x20;
+  local[13] = 0x00;
+  local[14] = local[15] = 0;
+  CHECK_EQ_INT(pp_parse(local, 16, &info, &used, &err), PP_OK);
+  CHECK(info.local);
+  /* Bad version, bad family, oversized length. */
+  memcpy(out, want, sizeof want);
+  out[12] = 0x31;
+  CHECK_EQ_INT(pp_parse(out, sizeof want, &info, &used, &err), PP_BAD);
+  out[12] = 0x21;
+  out[13] = 0x31; /* AF_UNIX */
+  CHECK_EQ_INT(pp_parse(out, sizeof want, &info, &used, &err), PP_BAD);
+  out[13] = 0x11;
+  out[14] = 0xff;
+  CHECK_EQ_INT(pp_parse(out, sizeof want, &info, &used, &err), PP_BAD);
+}
+
+static void test_ticket_key_file(void) {
+  char path[] = "/tmp/stapler-tickets-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  const char *text = "# keys for stapler\n"
+                     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+                     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+                     "00112233445566778899aabbccddeeff\n\n"
+                     "  FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100"
+                     "FFEEDDCCBBAA99887766554433221100FFEEDDCCBBAA99887766554433221100"
+                     "FFEEDDCCBBAA99887766554433221100  \n";
+  CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+  close(fd);
+  char err[256];
+  struct ticket_keys *k = tickets_load_file(path, err, sizeof err);
+  CHECK(k != NULL);
+  if (k) {
+    CHECK_EQ_INT(k->count, 2);
+    CHECK_EQ_INT(k->keys[0].name[1], 0x11);
+    CHECK_EQ_INT(k->keys[1].aes[31], 0x00);
+    CHECK_EQ_INT(k->keys[1].hmac[0], 0xff);
+  }
+  struct ticket_keys *r = tickets_rotate(k);
+  CHECK_EQ_INT(r->count, 3);
+  CHECK(!memcmp(&r->keys[1], &k->keys[0], sizeof r->keys[1]));
+  struct ticket_keys *r2 = tickets_rotate(r);
+  CHECK_EQ_INT(r2->count, TICKET_KEYS_KEPT);
+  tickets_free(r2);
+  tickets_free(r);
+  tickets_free(k);
+  fd = open(path, O_WRONLY | O_TRUNC);
+  CHECK(write(fd, "0011\n", 5) == 5);
+  close(fd);
+  CHECK(tickets_load_file(path, err, sizeof err) == NULL);
+  CHECK_CONTAINS(err, ":1: expected 160 hex digits");
+  fd = open(path, O_WRONLY | O_TRUNC);
+  CHECK(write(fd, "# nothing\n", 10) == 10);
+  close(fd);
+  CHECK(tickets_load_file(path, err, sizeof err) == NULL);
+  CHECK_CONTAINS(err, "no key");
+  unlink(path);
+}
+
+TEST_MAIN({
+  RUN(test_v1_write_spec_examples);
+  RUN(test_v1_parse);
+  RUN(test_v2_write_and_parse);
+  RUN(test_ticket_key_file);
+})
