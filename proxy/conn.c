@@ -101,6 +101,7 @@ static void expire(struct conn *c, enum timeout_kind kind) {
     break;
   case TIMEOUT_CONNECT:
     stat_add(s, STAT_BACKEND_CONNECT_TIMEOUTS, 1);
+    worker_backend_failed(c->worker);
     log_warn("%s:%u: backend %s did not accept the connection within backend.connect_timeout",
              c->client_ip, c->client_port, c->gen->cfg->backend.addr.text);
     if (c->http && !c->tunnel)

@@ -143,6 +143,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   if (status < 0) {
     stat_add(&c->worker->stats, STAT_BACKEND_CONNECT_FAILURES, 1);
+    worker_backend_failed(c->worker);
     log_warn("%s:%u: cannot connect to backend %s: %s", c->client_ip, c->client_port,
              c->gen->cfg->backend.addr.text, uv_strerror(status));
     backend_close(c);
@@ -172,8 +173,10 @@ void backend_connect(struct conn *c) {
   } else {
     uv_tcp_init(loop, &c->backend.tcp);
     c->backend.tcp.data = c;
-    rc = uv_tcp_connect(&c->connect_req, &c->backend.tcp, (const struct sockaddr *)&addr->ss,
-                        on_connect);
+    /* The worker's copy of the address follows DNS changes of a backend given by name. */
+    const struct sockaddr *sa = c->gen == c->worker->gen ? worker_backend_addr(c->worker)
+                                                         : (const struct sockaddr *)&addr->ss;
+    rc = uv_tcp_connect(&c->connect_req, &c->backend.tcp, sa, on_connect);
   }
   c->open_handles++;
   c->backend_state = BACKEND_CONNECTING;

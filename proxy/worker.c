@@ -1,5 +1,7 @@
 #include "stapler/worker.h"
 
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -53,6 +55,11 @@ static void stop_now(struct worker *w) {
   finish_if_done(w);
 }
 
+static void reset_backend_addr(struct worker *w) {
+  memcpy(&w->backend_addr, &w->gen->cfg->backend.addr.ss, sizeof w->backend_addr);
+  w->backend_resolved_at = 0;
+}
+
 /* Takes the listener for `address` out of the current set, or NULL. */
 static struct listener *take_listener(struct worker *w, const char *address) {
   for (size_t i = 0; i < w->listener_count; i++) {
@@ -87,6 +94,7 @@ static void apply_update(struct worker *w) {
   w->listener_count = cfg->listen_count;
   generation_unref(w->gen);
   w->gen = u->gen;
+  reset_backend_addr(w);
   free(u->fds);
   free(u);
   atomic_fetch_add(&w->updates_applied, 1);
@@ -99,6 +107,62 @@ static void discard_update(struct worker_update *u) {
   generation_unref(u->gen);
   free(u->fds);
   free(u);
+}
+
+static bool backend_is_name(const struct config_addr *a) {
+  struct in6_addr ignored;
+  return a->host && inet_pton(AF_INET, a->host, &ignored) != 1 &&
+         inet_pton(AF_INET6, a->host, &ignored) != 1;
+}
+
+const struct sockaddr *worker_backend_addr(struct worker *w) {
+  return (const struct sockaddr *)&w->backend_addr;
+}
+
+struct backend_lookup {
+  uv_getaddrinfo_t req;
+  struct worker *worker;
+  struct generation *gen; /* the lookup is for this generation's backend */
+};
+
+static void on_backend_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  struct backend_lookup *l = req->data;
+  struct worker *w = l->worker;
+  w->backend_resolving = false;
+  if (status == 0 && res && l->gen == w->gen &&
+      memcmp(&w->backend_addr, res->ai_addr, res->ai_addrlen) != 0) {
+    memcpy(&w->backend_addr, res->ai_addr, res->ai_addrlen);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (res->ai_family == AF_INET)
+      uv_ip4_name((const struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
+    else
+      uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
+    log_info("worker %u: backend %s now resolves to %s", w->id, l->gen->cfg->backend.addr.host,
+             ip);
+  }
+  uv_freeaddrinfo(res);
+  generation_unref(l->gen);
+  free(l);
+}
+
+void worker_backend_failed(struct worker *w) {
+  const struct config_addr *a = &w->gen->cfg->backend.addr;
+  uint64_t now = uv_now(&w->loop);
+  if (!backend_is_name(a) || w->backend_resolving || now - w->backend_resolved_at < 1000) return;
+  struct backend_lookup *l = xmalloc(sizeof *l);
+  l->worker = w;
+  l->gen = generation_ref(w->gen);
+  l->req.data = l;
+  char port[8];
+  snprintf(port, sizeof port, "%u", a->port);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  if (uv_getaddrinfo(&w->loop, &l->req, on_backend_resolved, a->host, port, &hints) != 0) {
+    generation_unref(l->gen);
+    free(l);
+    return;
+  }
+  w->backend_resolving = true;
+  w->backend_resolved_at = now;
 }
 
 static void on_wakeup(uv_async_t *a) {
@@ -122,6 +186,7 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
   uv_loop_init(&w->loop);
   bufpool_init(&w->pool, POOL_MAX_FREE);
   w->gen = generation_ref(gen);
+  reset_backend_addr(w);
   uv_async_init(&w->loop, &w->wakeup, on_wakeup);
   w->wakeup.data = w;
   atomic_init(&w->quiescent, 0);

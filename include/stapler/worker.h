@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "stapler/buf.h"
@@ -53,7 +54,17 @@ struct worker {
   bool draining;
   void *free_write_reqs; /* recycled write requests (see conn_write.c) */
   struct stats stats;
+  /* The backend's address when it is given by name: resolved again, asynchronously, after a
+   * failed connect (a container that restarted may have a new address). */
+  struct sockaddr_storage backend_addr;
+  uint64_t backend_resolved_at;
+  bool backend_resolving;
 };
+
+/* Where new backend connections go for this worker's generation. */
+const struct sockaddr *worker_backend_addr(struct worker *w);
+/* A connect to the backend failed: look its name up again (at most once a second). */
+void worker_backend_failed(struct worker *w);
 
 /* Prepares `w` to serve `gen` on already-bound sockets `fds` (one per listen entry), which it
  * takes. */

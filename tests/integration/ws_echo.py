@@ -1,11 +1,20 @@
 #!/usr/bin/python3
 """A WebSocket echo server on Debian's python3-websockets, for the tunnel tests.
-usage: ws_echo.py PORT   (prints "ready"). Sending "headers?" returns the request headers."""
+usage: ws_echo.py PORT   (prints "ready"). Sending "headers?" returns the request headers.
+Plain HTTP GET /hello (no upgrade) is answered 200 "hello <X-Forwarded-For>"."""
 import asyncio
+import http
 import json
 import sys
 
 import websockets
+
+
+def plain_http(path, headers):
+    if path.startswith("/hello"):
+        body = ("hello %s\n" % headers.get("X-Forwarded-For", "-")).encode()
+        return http.HTTPStatus.OK, [("Content-Type", "text/plain")], body
+    return None  # go on with the WebSocket handshake
 
 
 async def echo(ws, path=None):
@@ -17,7 +26,8 @@ async def echo(ws, path=None):
 
 
 async def main(port):
-    async with websockets.serve(echo, "127.0.0.1", port, max_size=None):
+    async with websockets.serve(echo, "127.0.0.1", port, max_size=None,
+                                process_request=plain_http):
         print("ready", flush=True)
         await asyncio.Future()
 
