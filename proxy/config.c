@@ -50,7 +50,7 @@ static void parse_listen_entry(struct ycfg *y, yaml_node_t *node, const char *ke
       {"proxy_protocol", ycfg_bool, &l->proxy_protocol},
   };
   ycfg_mapping(y, node, key, fields, ARRAY_SIZE(fields));
-  if (node->type == YAML_MAPPING_NODE && !l->addr.text)
+  if (node->type == YAML_MAPPING_NODE && !ycfg_has_key(y, node, "address"))
     ycfg_error(y, node, key, "missing key 'address' (host:port)");
 }
 
@@ -98,7 +98,7 @@ static void parse_backend(struct ycfg *y, yaml_node_t *node, const char *key, vo
       {"connect_timeout", ycfg_duration, &b->connect_timeout_ms},
   };
   ycfg_mapping(y, node, key, fields, ARRAY_SIZE(fields));
-  if (node->type == YAML_MAPPING_NODE && !b->addr.text)
+  if (node->type == YAML_MAPPING_NODE && !ycfg_has_key(y, node, "address"))
     ycfg_error(y, node, key, "missing key 'address' (host:port or unix:/path)");
 }
 
@@ -246,10 +246,10 @@ static void parse_admin(struct ycfg *y, yaml_node_t *node, const char *key, void
   const struct ycfg_field fields[] = {{"address", ycfg_address, &a->addr}};
   ycfg_mapping(y, node, key, fields, ARRAY_SIZE(fields));
   if (node->type != YAML_MAPPING_NODE) return;
-  if (!a->addr.text)
+  if (!ycfg_has_key(y, node, "address"))
     ycfg_error(y, node, key, "missing key 'address' (host:port, e.g. 127.0.0.1:9443)");
   else
-    a->enabled = true;
+    a->enabled = a->addr.text != NULL;
 }
 
 static void parse_log_level(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {

@@ -33,6 +33,17 @@ yaml_node_t *ycfg_child(struct ycfg *y, yaml_node_item_t id) {
   return yaml_document_get_node(&y->doc, id);
 }
 
+bool ycfg_has_key(struct ycfg *y, yaml_node_t *mapping, const char *key) {
+  if (mapping->type != YAML_MAPPING_NODE) return false;
+  for (yaml_node_pair_t *p = mapping->data.mapping.pairs.start;
+       p < mapping->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = ycfg_child(y, p->key);
+    if (k->type == YAML_SCALAR_NODE && !strcmp((const char *)k->data.scalar.value, key))
+      return true;
+  }
+  return false;
+}
+
 bool ycfg_is_null(const yaml_node_t *node) {
   if (node->type != YAML_SCALAR_NODE || node->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
     return false;

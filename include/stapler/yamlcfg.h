@@ -32,6 +32,8 @@ void ycfg_error(struct ycfg *y, const yaml_node_t *node, const char *key, const 
     __attribute__((format(printf, 4, 5)));
 
 yaml_node_t *ycfg_child(struct ycfg *y, yaml_node_item_t id);
+/* Whether a mapping node has `key` (whatever its value). */
+bool ycfg_has_key(struct ycfg *y, yaml_node_t *mapping, const char *key);
 bool ycfg_is_null(const yaml_node_t *node);
 
 /* Walks a mapping, dispatching known keys to their parsers; unknown and repeated keys are errors.
