@@ -156,6 +156,36 @@ class ReloadTest(RuntimeCase):
         self.assertGreater(results["ok"], 100)
 
 
+class BackendNameTest(RuntimeCase):
+    """A backend given by name is looked up again after a failed connect (a container that
+    restarted may have a new address). stapler runs in its own mount namespace with a private
+    /etc/hosts, which the test rewrites."""
+
+    def test_backend_name_resolved_again(self):
+        if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+            self.skipTest("needs unshare --mount (root)")
+        self.backend = self.start_backend()
+        hosts = self.write("hosts", "127.0.0.1 localhost\n127.0.0.3 app.test\n")
+        port = free_port()
+        # One worker: each worker looks the name up again after its own first failure.
+        text = self.config(port, extra="workers: 1\n").replace(
+            "address: 127.0.0.1:%d\n" % self.backend.port,
+                                         "address: app.test:%d\n" % self.backend.port)
+        cfg = self.write("named.yaml", text)
+        p = self.start(["unshare", "--mount", "sh", "-c",
+                        "mount --bind %s /etc/hosts && exec %s -c %s" % (hosts, STAPLER, cfg)],
+                       "named")
+        wait_until(lambda: "forwarding to" in p.log() or not p.alive(), what="stapler")
+        self.assertEqual(self.request(port)[0], 502)  # nothing listens on 127.0.0.3
+        with open(hosts, "w") as f:  # the same file (inode) the namespace sees
+            f.write("127.0.0.1 localhost\n127.0.0.1 app.test\n")
+        time.sleep(1.2)
+        # The request that finds the old address dead still gets 502; the next ones go through.
+        statuses = [self.request(port)[0] for _ in range(4)]
+        self.assertIn("now resolves to 127.0.0.1", p.log())
+        self.assertEqual(statuses[1:], [200] * 3, statuses)
+
+
 class ResumptionTest(RuntimeCase):
     def setUp(self):
         super().setUp()
