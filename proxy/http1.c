@@ -127,13 +127,6 @@ static bool is_forwarding_field(const struct http1_head *hd, const struct http1_
          field_is(hd, f, "forwarded");
 }
 
-static void emit_chunk_header(void (*emit)(void *, const uint8_t *, size_t), void *ctx,
-                              uint64_t size) {
-  char line[32];
-  int n = snprintf(line, sizeof line, "%llx\r\n", (unsigned long long)size);
-  emit(ctx, (const uint8_t *)line, (size_t)n);
-}
-
 /* Last chunk's trailer fields (minus framing ones) and the final CRLF. */
 static void emit_trailers(struct writer *w, const struct http1_head *hd, size_t from) {
   for (size_t i = from; i < hd->field_count; i++) {
@@ -149,27 +142,69 @@ static void emit_trailers(struct writer *w, const struct http1_head *hd, size_t 
 
 static struct http1 *of(llhttp_t *p) { return p->data; }
 
+/* ---- what both directions share: the header block and chunked re-framing -------------------*/
+
+static int fail_request(struct http1 *h, llhttp_t *p, int status, const char *reason);
+static int fail_response(struct http1 *h, llhttp_t *p, const char *reason);
+
+static bool is_request(const struct http1 *h, const llhttp_t *p) { return p == &h->req; }
+
+static struct http1_head *head_of(struct http1 *h, llhttp_t *p) {
+  return is_request(h, p) ? &h->req_head : &h->res_head;
+}
+
+/* Where the message `p` parses is re-serialised to. */
+static void emit(struct http1 *h, llhttp_t *p, const uint8_t *data, size_t len) {
+  (is_request(h, p) ? h->sink.to_backend : h->sink.to_client)(h->sink.ctx, data, len);
+}
+
+static int on_span(llhttp_t *p, enum span kind, const char *at, size_t len) {
+  struct http1 *h = of(p);
+  if (head_append(head_of(h, p), kind, at, len, h->params.max_header_bytes)) return 0;
+  return is_request(h, p) ? fail_request(h, p, 431, "request headers too large")
+                          : fail_response(h, p, "response headers too large");
+}
+/* The request-target of a request, the reason phrase of a response. */
+static int on_target(llhttp_t *p, const char *at, size_t len) {
+  return on_span(p, SPAN_TARGET, at, len);
+}
+static int on_field(llhttp_t *p, const char *at, size_t len) {
+  return on_span(p, SPAN_FIELD, at, len);
+}
+static int on_value(llhttp_t *p, const char *at, size_t len) {
+  return on_span(p, SPAN_VALUE, at, len);
+}
+
+static int on_chunk_header(llhttp_t *p) {
+  struct http1 *h = of(p);
+  struct http1_head *hd = head_of(h, p);
+  if (p->content_length == 0) { /* last chunk: trailers may follow */
+    hd->in_trailers = true;
+    hd->last = SPAN_NONE;
+    hd->trailer_from = hd->field_count;
+  }
+  char line[32];
+  int n = snprintf(line, sizeof line, "%llx\r\n", (unsigned long long)p->content_length);
+  emit(h, p, (const uint8_t *)line, (size_t)n);
+  return 0;
+}
+
+static int on_chunk_complete(llhttp_t *p) {
+  struct http1 *h = of(p);
+  if (!head_of(h, p)->in_trailers) emit(h, p, (const uint8_t *)"\r\n", 2);
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+  emit(of(p), p, (const uint8_t *)at, len);
+  return 0;
+}
+
 static int fail_request(struct http1 *h, llhttp_t *p, int status, const char *reason) {
   h->error_status = status;
   h->error_reason = reason;
   llhttp_set_error_reason(p, reason);
   return HPE_USER;
-}
-
-static int req_span(llhttp_t *p, enum span kind, const char *at, size_t len) {
-  struct http1 *h = of(p);
-  if (!head_append(&h->req_head, kind, at, len, h->params.max_header_bytes))
-    return fail_request(h, p, 431, "request headers too large");
-  return 0;
-}
-static int req_on_url(llhttp_t *p, const char *at, size_t len) {
-  return req_span(p, SPAN_TARGET, at, len);
-}
-static int req_on_field(llhttp_t *p, const char *at, size_t len) {
-  return req_span(p, SPAN_FIELD, at, len);
-}
-static int req_on_value(llhttp_t *p, const char *at, size_t len) {
-  return req_span(p, SPAN_VALUE, at, len);
 }
 
 static int req_on_message_begin(llhttp_t *p) {
@@ -240,36 +275,13 @@ static int req_on_headers_complete(llhttp_t *p) {
   return 0;
 }
 
-static int req_on_body(llhttp_t *p, const char *at, size_t len) {
-  struct http1 *h = of(p);
-  h->sink.to_backend(h->sink.ctx, (const uint8_t *)at, len);
-  return 0;
-}
-
-static int req_on_chunk_header(llhttp_t *p) {
-  struct http1 *h = of(p);
-  if (p->content_length == 0) { /* last chunk: trailers may follow */
-    h->req_head.in_trailers = true;
-    h->req_head.last = SPAN_NONE;
-    h->trailer_from = h->req_head.field_count;
-  }
-  emit_chunk_header(h->sink.to_backend, h->sink.ctx, p->content_length);
-  return 0;
-}
-
-static int req_on_chunk_complete(llhttp_t *p) {
-  struct http1 *h = of(p);
-  if (!h->req_head.in_trailers) h->sink.to_backend(h->sink.ctx, (const uint8_t *)"\r\n", 2);
-  return 0;
-}
-
 static int req_on_message_complete(llhttp_t *p) {
   struct http1 *h = of(p);
   if (h->req_chunked) {
-    if (!fields_valid(&h->req_head, h->trailer_from))
+    if (!fields_valid(&h->req_head, h->req_head.trailer_from))
       return fail_request(h, p, 400, "invalid trailer field name");
     struct writer w = {.len = 0, .emit = h->sink.to_backend, .ctx = h->sink.ctx};
-    emit_trailers(&w, &h->req_head, h->trailer_from);
+    emit_trailers(&w, &h->req_head, h->req_head.trailer_from);
   }
   h->req_state = HTTP1_REQ_WAIT;
   /* An upgrade request makes llhttp stop by itself (HPE_PAUSED_UPGRADE). */
@@ -278,13 +290,13 @@ static int req_on_message_complete(llhttp_t *p) {
 
 static const llhttp_settings_t kRequestSettings = {
     .on_message_begin = req_on_message_begin,
-    .on_url = req_on_url,
-    .on_header_field = req_on_field,
-    .on_header_value = req_on_value,
+    .on_url = on_target,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
     .on_headers_complete = req_on_headers_complete,
-    .on_body = req_on_body,
-    .on_chunk_header = req_on_chunk_header,
-    .on_chunk_complete = req_on_chunk_complete,
+    .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
     .on_message_complete = req_on_message_complete,
 };
 
@@ -294,22 +306,6 @@ static int fail_response(struct http1 *h, llhttp_t *p, const char *reason) {
   h->error_reason = reason;
   llhttp_set_error_reason(p, reason);
   return HPE_USER;
-}
-
-static int res_span(llhttp_t *p, enum span kind, const char *at, size_t len) {
-  struct http1 *h = of(p);
-  if (!head_append(&h->res_head, kind, at, len, h->params.max_header_bytes))
-    return fail_response(h, p, "response headers too large");
-  return 0;
-}
-static int res_on_status(llhttp_t *p, const char *at, size_t len) {
-  return res_span(p, SPAN_TARGET, at, len);
-}
-static int res_on_field(llhttp_t *p, const char *at, size_t len) {
-  return res_span(p, SPAN_FIELD, at, len);
-}
-static int res_on_value(llhttp_t *p, const char *at, size_t len) {
-  return res_span(p, SPAN_VALUE, at, len);
 }
 
 static int res_on_message_begin(llhttp_t *p) {
@@ -345,35 +341,12 @@ static int res_on_headers_complete(llhttp_t *p) {
   return h->req_is_head && status >= 200 ? 1 : 0; /* 1: this response has no body */
 }
 
-static int res_on_body(llhttp_t *p, const char *at, size_t len) {
-  struct http1 *h = of(p);
-  h->sink.to_client(h->sink.ctx, (const uint8_t *)at, len);
-  return 0;
-}
-
-static int res_on_chunk_header(llhttp_t *p) {
-  struct http1 *h = of(p);
-  if (p->content_length == 0) {
-    h->res_head.in_trailers = true;
-    h->res_head.last = SPAN_NONE;
-    h->res_trailer_from = h->res_head.field_count;
-  }
-  emit_chunk_header(h->sink.to_client, h->sink.ctx, p->content_length);
-  return 0;
-}
-
-static int res_on_chunk_complete(llhttp_t *p) {
-  struct http1 *h = of(p);
-  if (!h->res_head.in_trailers) h->sink.to_client(h->sink.ctx, (const uint8_t *)"\r\n", 2);
-  return 0;
-}
-
 static int res_on_message_complete(llhttp_t *p) {
   struct http1 *h = of(p);
   int status = llhttp_get_status_code(p);
   if (h->res_chunked) {
     struct writer w = {.len = 0, .emit = h->sink.to_client, .ctx = h->sink.ctx};
-    emit_trailers(&w, &h->res_head, h->res_trailer_from);
+    emit_trailers(&w, &h->res_head, h->res_head.trailer_from);
   }
   h->res_reading = false;
   if (status < 200 && status != 101) return 0; /* informational: the final response follows */
@@ -389,13 +362,13 @@ static int res_on_message_complete(llhttp_t *p) {
 
 static const llhttp_settings_t kResponseSettings = {
     .on_message_begin = res_on_message_begin,
-    .on_status = res_on_status,
-    .on_header_field = res_on_field,
-    .on_header_value = res_on_value,
+    .on_status = on_target,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
     .on_headers_complete = res_on_headers_complete,
-    .on_body = res_on_body,
-    .on_chunk_header = res_on_chunk_header,
-    .on_chunk_complete = res_on_chunk_complete,
+    .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_complete = on_chunk_complete,
     .on_message_complete = res_on_message_complete,
 };
 

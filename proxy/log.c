@@ -1,5 +1,7 @@
 #include "stapler/log.h"
 
+#include "stapler/strlist.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -222,4 +224,8 @@ void log_fields(enum log_level level, const char *msg, const struct log_field *f
     if (n >= cap) n = cap - 1;
   }
   finish_line(line, sizeof line, n, json);
+}
+
+void log_strlist(enum log_level level, const char *prefix, const struct strlist *list) {
+  for (size_t i = 0; i < list->count; i++) log_msg(level, "%s%s", prefix, list->items[i]);
 }

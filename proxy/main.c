@@ -36,8 +36,8 @@ static struct generation *load(const char *path) {
   time_t now = wall_now();
   struct generation *gen = path ? generation_load(1, path, now, &errors, &warnings)
                                 : generation_default(now, &errors);
-  for (size_t i = 0; i < warnings.count; i++) log_warn("%s", warnings.items[i]);
-  for (size_t i = 0; i < errors.count; i++) log_error("%s", errors.items[i]);
+  log_strlist(LOG_WARN, "", &warnings);
+  log_strlist(LOG_ERROR, "", &errors);
   strlist_free(&errors);
   strlist_free(&warnings);
   return gen;

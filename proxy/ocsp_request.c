@@ -68,12 +68,12 @@ char *ocsp_request_get_url(const char *url, const uint8_t *der, size_t der_len) 
   }
   escaped[n] = '\0';
   free(b64);
-  if (n > OCSP_GET_MAX) {
+  size_t ulen = strlen(url);
+  bool slash = ulen > 0 && url[ulen - 1] == '/';
+  if (ulen + !slash + n > OCSP_GET_MAX) {
     free(escaped);
     return NULL;
   }
-  size_t ulen = strlen(url);
-  bool slash = ulen > 0 && url[ulen - 1] == '/';
   char *full = xmalloc(ulen + n + 2);
   snprintf(full, ulen + n + 2, "%s%s%s", url, slash ? "" : "/", escaped);
   free(escaped);

@@ -122,8 +122,8 @@ static struct generation *load_next(struct server *s) {
   struct strlist errors = {0}, warnings = {0};
   struct generation *gen =
       generation_load(s->gen->id + 1, s->config_path, wall_now(), &errors, &warnings);
-  for (size_t i = 0; i < warnings.count; i++) log_warn("%s", warnings.items[i]);
-  for (size_t i = 0; i < errors.count; i++) log_error("reload refused: %s", errors.items[i]);
+  log_strlist(LOG_WARN, "", &warnings);
+  log_strlist(LOG_ERROR, "reload refused: ", &errors);
   strlist_free(&errors);
   strlist_free(&warnings);
   return gen;

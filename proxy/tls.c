@@ -111,6 +111,14 @@ static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const ui
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+/* BoringSSL's clock (ticket lifetimes, session expiry) is stapler's, so tests that move
+ * stapler's clock move this one too. */
+static void current_time(const SSL *ssl, struct timeval *out) {
+  uint64_t ms = wall_now_ms();
+  out->tv_sec = (time_t)(ms / 1000);
+  out->tv_usec = (suseconds_t)(ms % 1000) * 1000;
+}
+
 SSL_CTX *tls_ctx_new(const struct config *cfg, struct strlist *errors) {
   pthread_once(&bio_once, make_bio_method);
   SSL_CTX *ctx = SSL_CTX_new(TLS_with_buffers_method());
@@ -122,6 +130,7 @@ SSL_CTX *tls_ctx_new(const struct config *cfg, struct strlist *errors) {
     SSL_CTX_free(ctx);
     return NULL;
   }
+  SSL_CTX_set_current_time_cb(ctx, current_time);
   SSL_CTX_set_select_certificate_cb(ctx, select_certificate);
   SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
   /* Resumption through tickets only: no server-side session cache shared across threads. */

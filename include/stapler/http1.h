@@ -40,6 +40,7 @@ struct http1_head {
   size_t bytes;                    /* size on the wire, for the limit */
   int last;                        /* which kind of span was appended last */
   bool in_trailers;
+  size_t trailer_from;             /* first trailer field, after the last chunk */
 };
 
 enum http1_req_state {
@@ -56,7 +57,6 @@ struct http1 {
   struct http1_head req_head, res_head;
   enum http1_req_state req_state;
   bool req_chunked, res_chunked;
-  size_t trailer_from, res_trailer_from; /* first trailer field in each head */
   bool req_is_head;         /* response has no body */
   bool req_is_upgrade;      /* request asked to switch protocols */
   bool awaiting_response;   /* request sent upstream, final response not complete */

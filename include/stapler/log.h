@@ -45,6 +45,10 @@ static inline struct log_field log_str_field(const char *key, const char *value)
 void log_fields(enum log_level level, const char *msg, const struct log_field *fields,
                 size_t count);
 
+struct strlist;
+/* One line per item of `list`, each after `prefix` (may be ""). */
+void log_strlist(enum log_level level, const char *prefix, const struct strlist *list);
+
 void log_async_start(void);
 /* Writes out what is queued and stops the writer thread. */
 void log_async_stop(void);

@@ -72,17 +72,23 @@ def ensure_podman():
 
 
 def debian_mirror():
-    """The Debian mirror apt already uses."""
-    for path in ["/etc/apt/sources.list"] + [
-            os.path.join("/etc/apt/sources.list.d", f)
-            for f in sorted(os.listdir("/etc/apt/sources.list.d"))]:
+    """The Debian mirror apt already uses (deb822 "URIs:" or one-line "deb" entries)."""
+    paths = ["/etc/apt/sources.list"] + [os.path.join("/etc/apt/sources.list.d", f)
+                                         for f in sorted(os.listdir("/etc/apt/sources.list.d"))
+                                         if f.endswith((".list", ".sources"))]
+    for path in paths:
         try:
-            text = open(path).read()
+            with open(path) as f:
+                lines = f.read().splitlines()
         except OSError:
             continue
-        m = re.search(r"(https?://\S+/debian)\b(?!-security)", text)
-        if m:
-            return m.group(1)
+        for line in lines:
+            words = line.split("#", 1)[0].split()
+            urls = words[1:] if words[:1] == ["URIs:"] else words[1:2] if words[:1] == ["deb"] \
+                else []
+            for url in urls:
+                if re.match(r"https?://\S+/debian/?$", url):
+                    return url.rstrip("/")
     return "http://deb.debian.org/debian"
 
 

@@ -192,6 +192,15 @@ class FaultyResponderTest(StaplingCase):
     def test_answer_signed_by_a_stranger(self):
         self.against("stranger", "answer refused (unauthorized-signer)")
 
+    def test_long_responder_url_uses_post(self):
+        path = "good/" + "x" * 150  # the GET URL would pass 255 bytes (RFC 5019 2.1.1)
+        cert = dict(self.pki.ecdsa, ocsp_response=self.static,
+                    ocsp_url="http://127.0.0.1:%d/%s" % (self.faults.port, path))
+        p = self.stapling_proxy(certs=[cert], clock_offset=DUE)
+        self.wait_log(p, "ecdsa.chain.pem: good from")
+        self.assertIn("POST /%s" % path, self.faults.log())
+        self.assertNotIn("GET /good", self.faults.log())
+
     def test_good_answer_replaces_static_staple(self):
         cert = dict(self.pki.ecdsa, ocsp_response=self.static,
                     ocsp_url="http://127.0.0.1:%d/good/" % self.faults.port)

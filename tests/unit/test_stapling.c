@@ -69,6 +69,13 @@ static void test_request_matches_openssl(void) {
   free(url);
   uint8_t big[400] = {0};
   CHECK(ocsp_request_get_url("http://x/", big, sizeof big) == NULL); /* too long: POST */
+  /* The limit counts the whole URL: a long responder path also means POST. */
+  char long_url[200];
+  snprintf(long_url, sizeof long_url, "http://ocsp.example/%0150d/", 0);
+  CHECK(ocsp_request_get_url(long_url, der, len) == NULL);
+  url = ocsp_request_get_url("http://ocsp.example/", der, len);
+  CHECK(url && strlen(url) <= OCSP_GET_MAX);
+  free(url);
   free(want);
   free(der);
   X509_free(leaf);
