@@ -75,9 +75,9 @@ static void on_shutdown(uv_shutdown_t *req, int status) {}
 void backend_flush(struct conn *c) {
   if (c->backend_state != BACKEND_UP) return;
   if (c->to_backend.len) {
-    size_t n = c->to_backend.len;
-    c->backend_inflight += n;
-    conn_write(c, backend_stream(c), bufchain_take(&c->to_backend), n, on_backend_written);
+    c->backend_inflight += c->to_backend.len;
+    c->backend_inflight -=
+        conn_write(c, backend_stream(c), bufchain_take(&c->to_backend), on_backend_written);
   }
   /* A tunnel whose client finished sending passes the half-close on. */
   if (c->tunnel && c->client_eof && !c->backend_shutdown && c->backend_state == BACKEND_UP) {
@@ -133,7 +133,7 @@ static void send_proxy_header(struct conn *c) {
     return;
   }
   c->backend_inflight += b->len;
-  conn_write(c, backend_stream(c), b, b->len, on_backend_written);
+  c->backend_inflight -= conn_write(c, backend_stream(c), b, on_backend_written);
 }
 
 static void on_connect(uv_connect_t *req, int status) {

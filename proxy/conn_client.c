@@ -31,9 +31,9 @@ void client_flush(struct conn *c) {
   if (c->phase == CONN_CLOSING || c->tls.out.len == 0) return;
   size_t n = c->tls.out.len;
   struct buf *chain = bufchain_take(&c->tls.out);
-  c->client_inflight += n;
   stat_add(&c->worker->stats, STAT_BYTES_TO_CLIENT, n);
-  conn_write(c, (uv_stream_t *)&c->client, chain, n, on_client_written);
+  c->client_inflight += n;
+  c->client_inflight -= conn_write(c, (uv_stream_t *)&c->client, chain, on_client_written);
 }
 
 void client_send(struct conn *c, const uint8_t *data, size_t len) {

@@ -1,5 +1,8 @@
-/* Handing buffer chains to libuv. Write requests are recycled per worker; the buffers return
- * to the pool when the write completes (or is cancelled by a close). */
+/* Handing buffer chains to libuv. A chain is first offered to the socket directly
+ * (uv_try_write): usually it all goes, with no write request and no callback. This matters:
+ * libuv 1.44 re-arms the epoll registration each time a write request completes, one extra
+ * system call per write. What the socket does not take waits in write requests, recycled per
+ * worker; their buffers return to the pool when the write completes (or is cancelled). */
 #include <stdlib.h>
 
 #include "stapler/conn.h"
@@ -68,10 +71,40 @@ static void write_some(struct conn *c, uv_stream_t *stream, struct buf **chain,
   }
 }
 
-void conn_write(struct conn *c, uv_stream_t *stream, struct buf *chain, size_t bytes,
-                conn_write_done done) {
-  (void)bytes;
+/* Writes what the socket takes now from the front of `*chain`, dropping the buffers done. */
+static size_t write_now(uv_stream_t *stream, struct buf **chain) {
+  size_t written = 0;
+  while (*chain) {
+    uv_buf_t iov[MAX_IOV];
+    unsigned n = 0;
+    size_t offered = 0;
+    for (struct buf *b = *chain; b && n < MAX_IOV; b = b->next) {
+      iov[n++] = uv_buf_init((char *)b->data + b->off, (unsigned)(b->len - b->off));
+      offered += b->len - b->off;
+    }
+    int r = uv_try_write(stream, iov, n);
+    if (r <= 0) break; /* would block, or an error the write request will report */
+    written += (size_t)r;
+    for (size_t left = (size_t)r; left > 0;) {
+      struct buf *b = *chain;
+      size_t k = MIN(left, b->len - b->off);
+      b->off += k;
+      left -= k;
+      if (b->off == b->len) {
+        *chain = b->next;
+        buf_put(b);
+      }
+    }
+    if ((size_t)r < offered) break; /* the socket is full */
+  }
+  return written;
+}
+
+size_t conn_write(struct conn *c, uv_stream_t *stream, struct buf *chain,
+                  conn_write_done done) {
+  size_t written = write_now(stream, &chain);
   while (chain) write_some(c, stream, &chain, done);
+  return written;
 }
 
 void conn_write_reqs_free(struct worker *w) {

@@ -65,15 +65,21 @@ static bool field_is(const struct http1_head *hd, const struct http1_field *f, c
 
 /* RFC 9110 5.6.2 token characters: anything else in a field name (such as the space in
  * "Host : x", which llhttp lets through) is refused. */
-static bool is_token(const char *s, size_t n) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  if (n == 0) return false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          (c && strchr(extra, c))))
-      return false;
+static bool is_token_char(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+  case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+  case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+    return true;
+  default:
+    return false;
   }
+}
+
+static bool is_token(const char *s, size_t n) {
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!is_token_char((unsigned char)s[i])) return false;
   return true;
 }
 
@@ -108,6 +114,13 @@ static void writer_put(struct writer *w, const char *s, size_t n) {
 }
 
 static void writer_str(struct writer *w, const char *s) { writer_put(w, s, strlen(s)); }
+
+/* "HTTP/1.1": llhttp only accepts single-digit versions. */
+static void writer_version(struct writer *w, llhttp_t *p) {
+  char v[8] = {'H', 'T', 'T', 'P', '/', (char)('0' + llhttp_get_http_major(p) % 10), '.',
+               (char)('0' + llhttp_get_http_minor(p) % 10)};
+  writer_put(w, v, sizeof v);
+}
 
 /* Writes "Name: value\r\n", trimming the value's trailing whitespace. */
 static void writer_field(struct writer *w, const struct http1_head *hd,
@@ -236,24 +249,17 @@ static const char *check_request(struct http1 *h, llhttp_t *p, int *status) {
 static void write_request_head(struct http1 *h, llhttp_t *p) {
   const struct http1_head *hd = &h->req_head;
   struct writer w = {.len = 0, .emit = h->sink.to_backend, .ctx = h->sink.ctx};
-  char line[64];
   writer_str(&w, llhttp_method_name((llhttp_method_t)llhttp_get_method(p)));
   writer_put(&w, " ", 1);
   writer_put(&w, hd->text + hd->target_off, hd->target_len);
-  snprintf(line, sizeof line, " HTTP/%d.%d\r\n", llhttp_get_http_major(p),
-           llhttp_get_http_minor(p));
-  writer_str(&w, line);
+  writer_put(&w, " ", 1);
+  writer_version(&w, p);
+  writer_put(&w, "\r\n", 2);
   for (size_t i = 0; i < hd->field_count; i++) {
     if (h->params.forwarded_headers && is_forwarding_field(hd, &hd->fields[i])) continue;
     writer_field(&w, hd, &hd->fields[i]);
   }
-  if (h->params.forwarded_headers) {
-    writer_str(&w, "X-Forwarded-For: ");
-    writer_str(&w, h->params.client_ip);
-    snprintf(line, sizeof line, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: %u\r\n",
-             h->params.server_port);
-    writer_str(&w, line);
-  }
+  writer_put(&w, h->forwarding, h->forwarding_len); /* built once per connection */
   writer_put(&w, "\r\n", 2);
   writer_flush(&w);
 }
@@ -318,10 +324,11 @@ static int res_on_message_begin(llhttp_t *p) {
 static void write_response_head(struct http1 *h, llhttp_t *p) {
   const struct http1_head *hd = &h->res_head;
   struct writer w = {.len = 0, .emit = h->sink.to_client, .ctx = h->sink.ctx};
-  char line[64];
-  snprintf(line, sizeof line, "HTTP/%d.%d %d ", llhttp_get_http_major(p),
-           llhttp_get_http_minor(p), llhttp_get_status_code(p));
-  writer_str(&w, line);
+  int status = llhttp_get_status_code(p); /* llhttp allows 100..999 */
+  char code[5] = {' ', (char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                  (char)('0' + status % 10), ' '};
+  writer_version(&w, p);
+  writer_put(&w, code, sizeof code);
   writer_put(&w, hd->text + hd->target_off, hd->target_len);
   writer_put(&w, "\r\n", 2);
   for (size_t i = 0; i < hd->field_count; i++) writer_field(&w, hd, &hd->fields[i]);
@@ -383,6 +390,13 @@ void http1_init(struct http1 *h, const struct http1_params *params,
   llhttp_init(&h->res, HTTP_RESPONSE, &kResponseSettings);
   h->req.data = h;
   h->res.data = h;
+  if (params->forwarded_headers) {
+    int n = snprintf(h->forwarding, sizeof h->forwarding,
+                     "X-Forwarded-For: %s\r\nX-Forwarded-Proto: https\r\n"
+                     "X-Forwarded-Port: %u\r\n",
+                     params->client_ip, params->server_port);
+    h->forwarding_len = n > 0 && (size_t)n < sizeof h->forwarding ? (size_t)n : 0;
+  }
 }
 
 void http1_free(struct http1 *h) {

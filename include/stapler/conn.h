@@ -125,8 +125,11 @@ void http_free(struct conn *c);
 
 /* conn_write.c */
 typedef void (*conn_write_done)(struct conn *c, size_t bytes, int status);
-void conn_write(struct conn *c, uv_stream_t *stream, struct buf *chain, size_t bytes,
-                conn_write_done done);
+/* Sends `chain` (taking it): what the socket accepts at once is written directly; the rest
+ * goes out in write requests whose completion calls `done`. Returns the bytes written at
+ * once, for which `done` is not called. */
+size_t conn_write(struct conn *c, uv_stream_t *stream, struct buf *chain,
+                  conn_write_done done);
 void conn_write_reqs_free(struct worker *w);
 
 #endif

@@ -53,6 +53,8 @@ enum http1_req_state {
 struct http1 {
   llhttp_t req, res;
   struct http1_params params;
+  char forwarding[160];  /* the X-Forwarded-* lines, the same for every request */
+  size_t forwarding_len;
   struct http1_sink sink;
   struct http1_head req_head, res_head;
   enum http1_req_state req_state;

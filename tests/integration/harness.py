@@ -265,6 +265,13 @@ class StaplerCase(unittest.TestCase):
         if problems:
             raise AssertionError("\n".join(problems))
 
+    def wait_log(self, proc, text, count=1, timeout=35):
+        """Waits until `text` appears `count` times in the process's log (stapler writes its
+        log lines in batches, up to 0.1 s late)."""
+        wait_until(lambda: proc.log().count(text) >= count or not proc.alive(), timeout=timeout,
+                   what="'%s' in the log" % text)
+        self.assertGreaterEqual(proc.log().count(text), count, proc.log()[-3000:])
+
     # ---- peers ----------------------------------------------------------------------------
 
     def start(self, argv, name, env=None):

@@ -258,7 +258,7 @@ class ErrorTest(HttpCase):
     def test_oversize_headers_get_431(self):
         big = b"X-Big: " + b"a" * 40000 + b"\r\n"
         self.assert_refused(b"GET /echo HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n", 431)
-        self.assertIn("431", self.p.log())
+        self.wait_log(self.p, "431")
 
 
 class BackendFailureTest(HttpCase):
@@ -267,7 +267,7 @@ class BackendFailureTest(HttpCase):
         self.p = self.proxy(backend=dead)
         status, headers, body = self.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(status, 502)
-        self.assertIn("cannot connect to backend", self.p.log())
+        self.wait_log(self.p, "cannot connect to backend")
 
     def test_backend_connect_timeout_gives_504(self):
         # A listener that never accepts, with its queue full: SYNs go unanswered. (A real
@@ -286,7 +286,7 @@ class BackendFailureTest(HttpCase):
             self.p = self.proxy(backend=hole, backend_extra="connect_timeout: 500ms\n")
             status, _, _ = self.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertEqual(status, 504)
-            self.assertIn("connect_timeout", self.p.log())
+            self.wait_log(self.p, "connect_timeout")
         finally:
             for f in fillers:
                 f.close()

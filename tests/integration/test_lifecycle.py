@@ -17,7 +17,7 @@ class StopTest(StaplerCase):
             read_http_response(s)
             p.send_signal(signal.SIGTERM)
             self.assertEqual(p.wait(10), 0, p.log())
-        self.assertIn("stopped", p.log())
+        self.wait_log(p, "stopped")
 
     def test_sigterm_lets_inflight_request_finish(self):
         p = self.proxy()
@@ -43,7 +43,7 @@ class StopTest(StaplerCase):
         p.send_signal(signal.SIGINT)
         self.assertEqual(p.wait(10), 0, p.log())
         self.assertLess(time.monotonic() - t0, 8)
-        self.assertIn("timeouts.shutdown reached", p.log())
+        self.wait_log(p, "timeouts.shutdown reached")
         s.close()
 
 
@@ -100,7 +100,7 @@ class CommandLineTest(StaplerCase):
         p = self.start([STAPLER], "default")
         wait_until(lambda: "forwarding to" in p.log() or not p.alive(), timeout=30,
                    what="default start")
-        self.assertIn("self-signed", p.log())
+        self.wait_log(p, "self-signed")
         rc, out = self.s_client(8443, verify=False)
         self.assertIn("Server public key is 256 bit", out)
         rc, out = self.s_client(8443, ["-sigalgs", "RSA-PSS+SHA256"], verify=False)

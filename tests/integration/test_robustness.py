@@ -39,7 +39,7 @@ class BadClientTest(StaplerCase):
             s.sendall(os.urandom(2048))
             self.read_until_closed(s)
         self.still_serving()
-        self.assertIn("TLS handshake failed", self.p.log())
+        self.wait_log(self.p, "TLS handshake failed")
 
     def test_plain_http_on_tls_port(self):
         with socket.create_connection(("127.0.0.1", self.p.port)) as s:
@@ -60,7 +60,7 @@ class BadClientTest(StaplerCase):
             self.assertEqual(self.read_until_closed(s), b"")
             s.close()
         self.assertLess(time.monotonic() - t0, 10)
-        self.assertIn("not completed within timeouts.handshake", self.p.log())
+        self.wait_log(self.p, "not completed within timeouts.handshake")
 
     def test_slowloris_gets_408(self):
         s = self.tls_connect(self.p.port)

@@ -64,7 +64,7 @@ class ReloadTest(RuntimeCase):
         self.assertEqual(status, 200)
         self.write("stapler.yaml", self.config(self.port, [self.pki.ecdsa, self.pki.other_ecdsa]))
         self.reload(p, 2)
-        self.assertIn("reloaded: generation 2, 2 certificate(s)", p.log())
+        self.wait_log(p, "reloaded: generation 2, 2 certificate(s)")
         rc, out = self.s_client(self.port, servername="other.example")
         self.assertEqual(self.served_subject(out), "other-ecdsa", out)
         old.sendall(b"GET /echo?after HTTP/1.1\r\nHost: x\r\n\r\n")  # the old connection lives on
@@ -182,7 +182,7 @@ class BackendNameTest(RuntimeCase):
         time.sleep(1.2)
         # The request that finds the old address dead still gets 502; the next ones go through.
         statuses = [self.request(port)[0] for _ in range(4)]
-        self.assertIn("now resolves to 127.0.0.1", p.log())
+        self.wait_log(p, "now resolves to 127.0.0.1")
         self.assertEqual(statuses[1:], [200] * 3, statuses)
 
 
@@ -283,7 +283,7 @@ class ProxyProtocolTest(RuntimeCase):
         self.assertEqual(h["x-forwarded-for"], "198.51.100.20")
         h = self.through_header(port, pp2("0.0.0.0", 0, "0.0.0.0", 0, local=True))
         self.assertEqual(h["x-forwarded-for"], "127.0.0.1")  # LOCAL: the socket's own address
-        self.assertIn("client=203.0.113.9:40000", p.log())
+        self.wait_log(p, "client=203.0.113.9:40000")
 
     def test_listener_refuses_missing_or_malformed_headers(self):
         port, admin = free_port(), free_port()
@@ -298,7 +298,7 @@ class ProxyProtocolTest(RuntimeCase):
             self.request(port)  # a TLS ClientHello is not a PROXY header
         status, metrics = http_get(admin, "/metrics")
         self.assertIn("stapler_proxy_protocol_failures_total 4", metrics)
-        self.assertIn("no PROXY protocol header", p.log())
+        self.wait_log(p, "no PROXY protocol header")
 
     def start_pp_backend(self):
         port = free_port()

@@ -104,4 +104,4 @@ class TcpModeTest(PeerCase):
                 self.assertEqual(s.recv(10), b"")
             except (ConnectionResetError, ssl.SSLError):
                 pass
-        self.assertIn("cannot connect to backend", self.p.log())
+        self.wait_log(self.p, "cannot connect to backend")
