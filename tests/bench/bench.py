@@ -96,11 +96,11 @@ def proc_children_map():
 
 def tree_pids(root):
     kids = proc_children_map()
-    out, todo = [], [root]
-    while todo and len(out) < 10000:
-        pid = todo.pop()
+    out, pending = [], [root]
+    while pending and len(out) < 10000:
+        pid = pending.pop()
         out.append(pid)
-        todo.extend(kids.get(pid, []))
+        pending.extend(kids.get(pid, []))
     return out
 
 
