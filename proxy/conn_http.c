@@ -53,7 +53,6 @@ void http_fail(struct conn *c, int status, const char *why) {
   size_t n = http1_error_response(status, out, sizeof out);
   client_send(c, (const uint8_t *)out, n);
   stat_add(&c->worker->stats, STAT_ERRORS_SENT, 1);
-  if (status == 502) stat_add(&c->worker->stats, STAT_BACKEND_BROKEN, 1);
   h->last_status = status;
   count_response(c);
   access_log_exchange(c, status);
@@ -64,6 +63,9 @@ void http_react(struct conn *c) {
   struct http1 *h = c->http;
   if (c->phase != CONN_OPEN || c->finishing) return;
   if (h->error_status) {
+    /* A 502 decided here means the backend answered wrongly or went away mid-exchange;
+     * failed connects and timeouts are counted where they happen. */
+    if (h->error_status == 502) stat_add(&c->worker->stats, STAT_BACKEND_BROKEN, 1);
     http_fail(c, h->error_status, h->error_reason);
     return;
   }

@@ -409,6 +409,22 @@ class AdminTest(RuntimeCase):
         expiry = [k for k in after if k.startswith("stapler_certificate_expiry_timestamp_seconds")]
         self.assertEqual(len(expiry), 2)
 
+    def test_backend_error_kinds_counted_once(self):
+        self.start_with_admin()
+        self.assertEqual(self.request(self.port, b"/close-early")[0], 502)
+        m = self.parse_metrics(http_get(self.admin, "/metrics")[1])
+        self.assertEqual(m['stapler_backend_errors_total{kind="broken"}'], 1)
+        self.assertEqual(m['stapler_backend_errors_total{kind="connect_failed"}'], 0)
+        dead_port, dead_admin = free_port(), free_port()
+        dead = type("Dead", (), {"port": free_port()})
+        self.start_stapler(self.config(dead_port, backend=dead, extra="admin:\n  address: "
+                                       "127.0.0.1:%d\n" % dead_admin), name="dead")
+        self.assertEqual(self.request(dead_port)[0], 502)
+        m = self.parse_metrics(http_get(dead_admin, "/metrics")[1])
+        self.assertEqual(m['stapler_backend_errors_total{kind="connect_failed"}'], 1)
+        self.assertEqual(m['stapler_backend_errors_total{kind="broken"}'], 0)
+        self.assertEqual(m['stapler_http_errors_generated_total'], 1)
+
     def test_healthz_and_status(self):
         self.start_with_admin()
         self.assertEqual(http_get(self.admin, "/healthz"), (200, "ok\n"))
