@@ -22,9 +22,9 @@ static void free_conn(struct conn *c) {
   if (c->next) c->next->prev = c->prev;
   w->conn_count--;
   access_log_tunnel(c);
+  http_free(c); /* may log, so while the TLS session still exists */
   atomic_fetch_sub(&w->server->open_connections, 1);
   tls_session_free(&c->tls);
-  http_free(c);
   if (c->plain) buf_put(c->plain);
   if (c->proxy_header) buf_put(c->proxy_header);
   bufchain_clear(&c->to_backend);

@@ -24,8 +24,18 @@ void http_start(struct conn *c) {
   http1_init(c->http, &p, &sink);
 }
 
+/* Status logged for an exchange the connection ended before its response was complete:
+ * the backend's status when part of its response went out, else 499 (the client left, or
+ * the proxy stopped waiting), as nginx logs it. */
+static void log_cut_short(struct conn *c) {
+  struct http1 *h = c->http;
+  if (c->tunnel || !h->awaiting_response || c->exchange_logged) return;
+  access_log_exchange(c, h->response_started ? llhttp_get_status_code(&h->res) : 499);
+}
+
 void http_free(struct conn *c) {
   if (!c->http) return;
+  log_cut_short(c);
   http1_free(c->http);
   free(c->http);
   c->http = NULL;
@@ -46,6 +56,7 @@ void http_fail(struct conn *c, int status, const char *why) {
   log_msg(level, "%s:%u: %d: %s", c->client_ip, c->client_port, status, why ? why : "");
   if (h->response_started && h->awaiting_response) {
     access_log_exchange(c, llhttp_get_status_code(&h->res));
+    c->exchange_logged = true;
     conn_close(c, why);
     return;
   }
@@ -56,6 +67,7 @@ void http_fail(struct conn *c, int status, const char *why) {
   h->last_status = status;
   count_response(c);
   access_log_exchange(c, status);
+  c->exchange_logged = true;
   conn_finish(c, why);
 }
 
@@ -73,6 +85,7 @@ void http_react(struct conn *c) {
     log_warn("%s:%u: closing: %s", c->client_ip, c->client_port, h->error_reason);
     stat_add(&c->worker->stats, STAT_BACKEND_BROKEN, 1);
     if (h->awaiting_response) access_log_exchange(c, llhttp_get_status_code(&h->res));
+    c->exchange_logged = true;
     conn_close(c, h->error_reason);
     return;
   }

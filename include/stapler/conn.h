@@ -68,6 +68,7 @@ struct conn {
   /* The exchange in progress (an HTTP request and its response, or the whole tunnel), for
    * the access log: decrypted bytes each way and when it began. */
   uint64_t exchange_started_at, exchange_bytes_in, exchange_bytes_out;
+  bool exchange_logged; /* the exchange in flight already has its access log line */
   uint64_t timer_due; /* when the armed timer fires, 0 if unarmed */
 
   /* The client as the backend should see it: the socket's peer, or what a PROXY header
@@ -121,6 +122,7 @@ void http_backend_data(struct conn *c, const uint8_t *data, size_t len);
 void http_backend_eof(struct conn *c);
 void http_fail(struct conn *c, int status, const char *why);
 void http_react(struct conn *c);
+/* Logs the exchange a closing connection cut short, then frees the HTTP state. */
 void http_free(struct conn *c);
 
 /* conn_write.c */

@@ -493,6 +493,40 @@ class LoggingTest(RuntimeCase):
                 self.assertEqual(doc["path"], "/echo")
                 self.assertEqual(doc["method"], "GET")
 
+    def test_access_log_when_client_leaves_before_the_response(self):
+        port = free_port()
+        p = self.start_stapler(self.config(port))
+        with self.tls_connect(port) as s:
+            s.sendall(b"GET /echo?delay=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)  # the request reaches the backend, which is still thinking
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        wait_until(lambda: "status=499" in p.log(), what="access line for the abandoned request")
+        lines = [l for l in p.log().splitlines() if " access " in l]
+        self.assertEqual(len(lines), 1, p.log())
+        self.assertIn('path="/echo?delay=3000"', lines[0])
+        self.assertIn("method=GET", lines[0])
+
+    def test_access_log_once_when_backend_breaks_off(self):
+        port = free_port()
+        p = self.start_stapler(self.config(port))
+        with self.tls_connect(port) as s:
+            s.sendall(b"GET /reset HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while True:  # part of the body, then the close
+                try:
+                    data = s.recv(65536)
+                except (ConnectionError, ssl.SSLError):
+                    break
+                if not data:
+                    break
+                got += data
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"))
+        wait_until(lambda: " access " in p.log(), what="access line")
+        time.sleep(0.2)
+        lines = [l for l in p.log().splitlines() if " access " in l]
+        self.assertEqual(len(lines), 1, p.log())
+        self.assertIn("status=200", lines[0])
+
     def test_blocked_stderr_does_not_stall_workers(self):
         port = free_port()
         cfg = self.write("quiet.yaml", self.config(port, extra="workers: 1\n"))
