@@ -113,37 +113,74 @@ static void render_traffic(const struct server *s, struct strbuf *b) {
           STAT_STAPLES_SENT);
 }
 
-static void render_certificates(const struct server *s, struct strbuf *b) {
-  const struct stapling *st = &s->stapling;
+/* One line (or two) of a per-certificate family; `l` holds the certificate's labels. */
+typedef void cert_row_fn(struct strbuf *b, const char *name, const struct stapling_job *j,
+                         const char *l, time_t now);
+
+static void expiry_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                       const char *l, time_t now) {
+  (void)now;
+  strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)j->cert->info.not_after);
+}
+
+static void state_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                      const char *l, time_t now) {
+  strbuf_printf(b, "%s{%s,state=\"%s\"} 1\n", name, l, staple_state(j->cert, now));
+}
+
+static void next_update_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                            const char *l, time_t now) {
+  const struct staple *sp = cert_staple(j->cert);
+  if (sp) strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)(sp->next_update - now));
+}
+
+static void staples_sent_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                             const char *l, time_t now) {
+  (void)now;
+  sample(b, name, l, atomic_load(&((struct cert *)j->cert)->staples_sent));
+}
+
+static void fetches_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                        const char *l, time_t now) {
+  (void)now;
+  strbuf_printf(b, "%s{%s,result=\"ok\"} %llu\n", name, l, (unsigned long long)j->fetches_ok);
+  strbuf_printf(b, "%s{%s,result=\"failed\"} %llu\n", name, l,
+                (unsigned long long)j->fetches_failed);
+}
+
+static void failures_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                         const char *l, time_t now) {
+  (void)now;
+  sample(b, name, l, j->failures);
+}
+
+/* A family over all certificates: Prometheus wants each family's samples in one group. */
+static void per_certificate(struct strbuf *b, const struct server *s, const char *name,
+                            const char *type, const char *help, cert_row_fn *row) {
+  family(b, name, type, help);
   time_t now = wall_now();
-  const char *names[] = {"stapler_certificate_expiry_timestamp_seconds",
-                         "stapler_ocsp_staple_info",
-                         "stapler_ocsp_staple_seconds_to_next_update",
-                         "stapler_ocsp_certificate_staples_sent_total",
-                         "stapler_ocsp_fetches_total",
-                         "stapler_ocsp_consecutive_failures"};
-  family(b, names[0], "gauge", "When each certificate expires (Unix time).");
-  family(b, names[1], "gauge", "1 for each certificate's staple state (none, good, revoked, "
-                               "expired).");
-  family(b, names[2], "gauge", "Seconds until the staple in use expires (negative: expired).");
-  family(b, names[3], "counter", "Handshakes that carried this certificate's staple.");
-  family(b, names[4], "counter", "OCSP fetches by result.");
-  family(b, names[5], "gauge", "Failed fetches since the last success.");
-  for (const struct stapling_job *j = st->jobs; j; j = j->next) {
-    const struct cert *c = j->cert;
-    char l[700], l2[760];
-    cert_labels(c, l, sizeof l);
-    strbuf_printf(b, "%s{%s} %lld\n", names[0], l, (long long)c->info.not_after);
-    strbuf_printf(b, "%s{%s,state=\"%s\"} 1\n", names[1], l, staple_state(c, now));
-    const struct staple *sp = cert_staple(c);
-    if (sp) strbuf_printf(b, "%s{%s} %lld\n", names[2], l, (long long)(sp->next_update - now));
-    sample(b, names[3], l, atomic_load(&((struct cert *)c)->staples_sent));
-    snprintf(l2, sizeof l2, "%s,result=\"ok\"", l);
-    sample(b, names[4], l2, j->fetches_ok);
-    snprintf(l2, sizeof l2, "%s,result=\"failed\"", l);
-    sample(b, names[4], l2, j->fetches_failed);
-    sample(b, names[5], l, j->failures);
+  for (const struct stapling_job *j = s->stapling.jobs; j; j = j->next) {
+    char l[700];
+    cert_labels(j->cert, l, sizeof l);
+    row(b, name, j, l, now);
   }
+}
+
+static void render_certificates(const struct server *s, struct strbuf *b) {
+  per_certificate(b, s, "stapler_certificate_expiry_timestamp_seconds", "gauge",
+                  "When each certificate expires (Unix time).", expiry_row);
+  per_certificate(b, s, "stapler_ocsp_staple_info", "gauge",
+                  "1 for each certificate's staple state (none, good, revoked, expired).",
+                  state_row);
+  per_certificate(b, s, "stapler_ocsp_staple_seconds_to_next_update", "gauge",
+                  "Seconds until the staple in use expires (negative: expired).",
+                  next_update_row);
+  per_certificate(b, s, "stapler_ocsp_certificate_staples_sent_total", "counter",
+                  "Handshakes that carried this certificate's staple.", staples_sent_row);
+  per_certificate(b, s, "stapler_ocsp_fetches_total", "counter", "OCSP fetches by result.",
+                  fetches_row);
+  per_certificate(b, s, "stapler_ocsp_consecutive_failures", "gauge",
+                  "Failed fetches since the last success.", failures_row);
 }
 
 void metrics_render(const struct server *s, struct strbuf *b) {

@@ -369,23 +369,33 @@ class AdminTest(RuntimeCase):
                                               "admin:\n  address: 127.0.0.1:%d\n" % self.admin))
 
     def parse_metrics(self, text):
-        """Checks the Prometheus text format line by line; returns {series: value}."""
-        typed, samples = {}, {}
+        """Checks the Prometheus text format line by line: each family once, its HELP and TYPE
+        first, then all its samples together, no series twice. Returns {series: value}."""
+        typed, samples, current = {}, {}, None
         for line in text.splitlines():
             if line.startswith("# HELP "):
-                self.assertRegex(line, r"^# HELP stapler_[a-z0-9_]+ \S")
+                m = re.match(r"^# HELP (stapler_[a-z0-9_]+) \S", line)
+                self.assertTrue(m, line)
+                self.assertNotIn(m.group(1), typed, "family given twice: %r" % line)
+                current = m.group(1)
             elif line.startswith("# TYPE "):
                 m = re.match(r"^# TYPE (stapler_[a-z0-9_]+) (counter|gauge)$", line)
                 self.assertTrue(m, line)
+                self.assertEqual(m.group(1), current, "TYPE away from its HELP: %r" % line)
+                self.assertNotIn(m.group(1), typed, "second TYPE: %r" % line)
                 typed[m.group(1)] = m.group(2)
             else:
                 m = re.match(r'^(stapler_[a-z0-9_]+)(\{[a-z_]+="(?:[^"\\]|\\.)*"'
                              r'(?:,[a-z_]+="(?:[^"\\]|\\.)*")*\})? (-?[0-9]+)$', line)
                 self.assertTrue(m, "not a Prometheus sample: %r" % line)
+                self.assertEqual(m.group(1), current, "sample outside its family's group: %r"
+                                 % line)
                 self.assertIn(m.group(1), typed, "sample before its TYPE: %r" % line)
                 if typed[m.group(1)] == "counter":
                     self.assertTrue(m.group(1).endswith("_total"), line)
-                samples[m.group(1) + (m.group(2) or "")] = int(m.group(3))
+                series = m.group(1) + (m.group(2) or "")
+                self.assertNotIn(series, samples, "series given twice: %r" % line)
+                samples[series] = int(m.group(3))
         return samples
 
     def test_metrics_are_valid_and_move(self):
