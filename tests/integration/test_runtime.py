@@ -211,6 +211,14 @@ class ResumptionTest(RuntimeCase):
         for args in ([], ["-tls1_2"]):
             session = self.new_session(port, args)
             self.assertTrue(self.try_resume(port, session, args), args)
+            # The resumed handshake is the cheap one: the server sends no certificate and
+            # signs nothing (a full one does both).
+            full = self.s_client(port, list(args) + ["-msg"])[1]
+            resumed = self.s_client(port, list(args) + ["-msg", "-sess_in", session])[1]
+            self.assertIn("Reused, TLSv1.", resumed)
+            self.assertRegex(full, r"<<< .*Handshake \[length [0-9a-f]+\], Certificate\b")
+            self.assertNotRegex(resumed, r"<<< .*Handshake \[length [0-9a-f]+\], Certificate")
+            self.assertNotRegex(resumed, r"<<< .*ServerKeyExchange")
 
     def test_resumption_across_workers_and_reloads(self):
         port = free_port()
