@@ -55,9 +55,7 @@ void http_fail(struct conn *c, int status, const char *why) {
   enum log_level level = status >= 500 ? LOG_WARN : LOG_INFO;
   log_msg(level, "%s:%u: %d: %s", c->client_ip, c->client_port, status, why ? why : "");
   if (h->response_started && h->awaiting_response) {
-    access_log_exchange(c, llhttp_get_status_code(&h->res));
-    c->exchange_logged = true;
-    conn_close(c, why);
+    conn_close(c, why); /* logged as cut short, with the backend's status */
     return;
   }
   char out[256];
@@ -84,9 +82,7 @@ void http_react(struct conn *c) {
   if (h->backend_broken) {
     log_warn("%s:%u: closing: %s", c->client_ip, c->client_port, h->error_reason);
     stat_add(&c->worker->stats, STAT_BACKEND_BROKEN, 1);
-    if (h->awaiting_response) access_log_exchange(c, llhttp_get_status_code(&h->res));
-    c->exchange_logged = true;
-    conn_close(c, h->error_reason);
+    conn_close(c, h->error_reason); /* logged as cut short, with the backend's status */
     return;
   }
   if (h->upgraded && !c->tunnel) {

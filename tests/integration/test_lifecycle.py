@@ -44,6 +44,7 @@ class StopTest(StaplerCase):
         self.assertEqual(p.wait(10), 0, p.log())
         self.assertLess(time.monotonic() - t0, 8)
         self.wait_log(p, "timeouts.shutdown reached")
+        self.assertIn('path="/echo?delay=20000" status=499', p.log())  # cut short, logged
         s.close()
 
 
