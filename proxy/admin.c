@@ -52,7 +52,9 @@ static void respond(struct admin_conn *ac, int status, const char *reason, const
                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                 "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
                 status, reason, type, body->len);
-  if (body->len) strbuf_printf(&ac->out, "%.*s", (int)body->len, body->data);
+  /* A HEAD answer announces the length of what GET would send, and sends nothing. */
+  bool head = llhttp_get_method(&ac->parser) == HTTP_HEAD;
+  if (body->len && !head) strbuf_printf(&ac->out, "%.*s", (int)body->len, body->data);
   uv_buf_t buf = uv_buf_init(ac->out.data, (unsigned)ac->out.len);
   ac->write.data = ac;
   uv_read_stop((uv_stream_t *)&ac->tcp);

@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
+#include "stapler/http_head.h"
 #include "stapler/util.h"
 #include "stapler/yamlcfg.h"
 
@@ -20,8 +22,16 @@ static void set_default_alpn(struct config *cfg) {
   cfg->tls.alpn_count = 1;
 }
 
+static void set_default_upgrades(struct config *cfg) {
+  cfg->backend.upgrades = xmalloc(sizeof(char *));
+  cfg->backend.upgrades[0] = xstrdup("websocket");
+  cfg->backend.upgrade_count = 1;
+}
+
 static void set_defaults(struct config *cfg) {
   set_default_alpn(cfg);
+  set_default_upgrades(cfg);
+  cfg->backend.keepalive_ms = 4000;
   cfg->backend.mode = BACKEND_MODE_HTTP;
   cfg->backend.proxy_protocol = PROXY_PROTOCOL_OFF;
   cfg->backend.forwarded_headers = true;
@@ -88,6 +98,39 @@ static void parse_proxy_protocol(struct ycfg *y, yaml_node_t *node, const char *
   if (i >= 0) *(enum proxy_protocol *)target = i == 3 ? PROXY_PROTOCOL_OFF : (enum proxy_protocol)i;
 }
 
+/* Upgrade tokens (RFC 9110 7.8) that may become tunnels: protocol names, compared without
+ * case and without a "/version". */
+static void parse_upgrades(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
+  struct config_backend *b = target;
+  if (node->type != YAML_SEQUENCE_NODE) {
+    ycfg_error(y, node, key, "expected a list of Upgrade protocol names, like [websocket]");
+    return;
+  }
+  size_t n = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+  char **names = xcalloc(n, sizeof *names);
+  size_t count = 0;
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *item = ycfg_child(y, node->data.sequence.items.start[i]);
+    const char *v = ycfg_scalar(y, item, key, "a protocol name");
+    if (!v) continue;
+    if (!http_token_valid(v, strlen(v))) {
+      ycfg_error(y, item, key, "expected a protocol name (a token, like websocket), got '%s'", v);
+      continue;
+    }
+    if (!strcasecmp(v, "h2c")) {
+      ycfg_error(y, item, key, "h2c cannot be tunnelled: it would take the connection past "
+                               "stapler's HTTP handling");
+      continue;
+    }
+    names[count] = xstrdup(v);
+    ascii_lower(names[count++]);
+  }
+  for (size_t i = 0; i < b->upgrade_count; i++) free(b->upgrades[i]);
+  free(b->upgrades);
+  b->upgrades = names;
+  b->upgrade_count = count;
+}
+
 static void parse_backend(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
   struct config_backend *b = target;
   const struct ycfg_field fields[] = {
@@ -96,6 +139,8 @@ static void parse_backend(struct ycfg *y, yaml_node_t *node, const char *key, vo
       {"proxy_protocol", parse_proxy_protocol, &b->proxy_protocol},
       {"forwarded_headers", ycfg_bool, &b->forwarded_headers},
       {"connect_timeout", ycfg_duration, &b->connect_timeout_ms},
+      {"keepalive_timeout", ycfg_duration, &b->keepalive_ms},
+      {"upgrades", parse_upgrades, b},
   };
   ycfg_mapping(y, node, key, fields, ARRAY_SIZE(fields));
   if (node->type == YAML_MAPPING_NODE && !ycfg_has_key(y, node, "address"))
@@ -395,6 +440,8 @@ void config_free(struct config *cfg) {
   for (size_t i = 0; i < cfg->listen_count; i++) config_addr_free(&cfg->listen[i].addr);
   free(cfg->listen);
   config_addr_free(&cfg->backend.addr);
+  for (size_t i = 0; i < cfg->backend.upgrade_count; i++) free(cfg->backend.upgrades[i]);
+  free(cfg->backend.upgrades);
   for (size_t i = 0; i < cfg->cert_count; i++) {
     free(cfg->certs[i].cert);
     free(cfg->certs[i].key);

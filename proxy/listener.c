@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "stapler/conn.h"
+#include "stapler/session.h"
 #include "stapler/log.h"
 #include "stapler/util.h"
 #include "stapler/worker.h"
@@ -47,7 +47,7 @@ static void on_connection(uv_stream_t *server, int status) {
     log_warn("accept on %s failed: %s", l->address, uv_strerror(status));
     return;
   }
-  conn_accept(l->worker, l);
+  session_accept(l->worker, l);
 }
 
 struct listener *listener_start(struct worker *w, const struct config_listen *cfg, int fd) {

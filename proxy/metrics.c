@@ -64,7 +64,7 @@ static const char *staple_state(const struct cert *c, time_t now) {
 
 static void render_traffic(const struct server *s, struct strbuf *b) {
   family(b, "stapler_connections_open", "gauge", "Client connections open now.");
-  sample(b, "stapler_connections_open", NULL, atomic_load(&((struct server *)s)->open_connections));
+  sample(b, "stapler_connections_open", NULL, server_open_connections(s));
   counter(b, s, "stapler_connections_accepted_total", "Client connections accepted.",
           STAT_ACCEPTED);
   counter(b, s, "stapler_connections_rejected_total",
@@ -283,9 +283,9 @@ void metrics_status_json(const struct server *s, struct strbuf *b) {
   bool healthy = metrics_health(s, &health);
   if (health.len) health.data[health.len - 1] = '\0';
   strbuf_printf(b, "{\"version\":\"%s\",\"generation\":%u,\"workers\":%u,"
-                   "\"connections_open\":%u,\"healthy\":%s,\"health\":",
+                   "\"connections_open\":%zu,\"healthy\":%s,\"health\":",
                 STAPLER_VERSION, s->gen->id, s->worker_count,
-                atomic_load(&((struct server *)s)->open_connections), healthy ? "true" : "false");
+                server_open_connections(s), healthy ? "true" : "false");
   strbuf_json_string(b, health.data);
   strbuf_free(&health);
   strbuf_printf(b, ",\"certificates\":[");

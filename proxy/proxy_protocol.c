@@ -57,6 +57,10 @@ static enum pp_result parse_v1(const uint8_t *data, size_t len, struct pp_info *
     *error = "PROXY v1 line not ended by CRLF";
     return PP_BAD;
   }
+  if (memchr(data, '\0', line_len)) {
+    *error = "NUL byte in a PROXY v1 line";
+    return PP_BAD;
+  }
   char line[PP_V1_MAX + 1];
   memcpy(line, data, line_len);
   line[line_len] = '\0';
@@ -121,7 +125,9 @@ static enum pp_result parse_v2(const uint8_t *data, size_t len, struct pp_info *
     memcpy(&d->sin6_addr, p + 16, 16);
     memcpy(&s->sin6_port, p + 32, 2);
     memcpy(&d->sin6_port, p + 34, 2);
-  } else if (fam == 0x00) { /* UNSPEC: keep the socket's addresses */
+  } else if (fam == 0x00 || fam == 0x31 || fam == 0x32) {
+    /* UNSPEC, or a client on a UNIX socket of the balancer's host (HAProxy accepts these with
+     * the addresses unknown): keep the socket's addresses. */
     out->local = true;
   } else {
     *error = "PROXY v2 header for an unsupported address family";

@@ -186,8 +186,8 @@ static void on_worker_exited(uv_async_t *a) {
 
 static void on_shutdown_timeout(uv_timer_t *t) {
   struct server *s = t->data;
-  log_warn("shutdown: timeouts.shutdown reached with %u connection(s) open; closing them",
-           atomic_load(&s->open_connections));
+  log_warn("shutdown: timeouts.shutdown reached with %zu connection(s) open; closing them",
+           server_open_connections(s));
   for (unsigned i = 0; i < s->worker_count; i++) worker_command(&s->workers[i], WORKER_STOP);
 }
 
@@ -198,8 +198,8 @@ static void begin_shutdown(struct server *s, const char *signame) {
   admin_stop(s->admin);
   s->admin = NULL;
   uv_timer_stop(&s->ticket_timer);
-  log_info("%s: no longer accepting; draining %u connection(s) for up to %llu ms", signame,
-           atomic_load(&s->open_connections),
+  log_info("%s: no longer accepting; draining %zu connection(s) for up to %llu ms", signame,
+           server_open_connections(s),
            (unsigned long long)s->gen->cfg->timeouts.shutdown_ms);
   for (unsigned i = 0; i < s->worker_count; i++) worker_command(&s->workers[i], WORKER_DRAIN);
   uv_timer_start(&s->shutdown_timer, on_shutdown_timeout, s->gen->cfg->timeouts.shutdown_ms, 0);
@@ -211,6 +211,13 @@ static void on_signal(uv_signal_t *sig, int signum) {
     begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
   else if (!s->stopping)
     reload(s);
+}
+
+size_t server_open_connections(const struct server *s) {
+  size_t total = 0;
+  for (unsigned i = 0; i < s->worker_count; i++)
+    total += atomic_load_explicit(&s->workers[i].open_sessions, memory_order_relaxed);
+  return total;
 }
 
 /* ---- running ---------------------------------------------------------------------------------*/
@@ -264,7 +271,6 @@ int server_run(struct generation *gen, const char *config_path) {
   s.config_path = config_path;
   s.gen = gen;
   s.worker_count = config_worker_count(gen->cfg);
-  atomic_init(&s.open_connections, 0);
   atomic_init(&s.workers_exited, 0);
   signal(SIGPIPE, SIG_IGN);
 

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "stapler/conn.h"
+#include "stapler/session.h"
+#include "stapler/sockwrite.h"
 #include "stapler/generation.h"
 #include "stapler/listener.h"
 #include "stapler/log.h"
@@ -18,8 +19,9 @@
 #define POOL_MAX_FREE 512
 
 static void finish_if_done(struct worker *w) {
-  if (!w->draining || w->conn_count > 0 || uv_is_closing((uv_handle_t *)&w->wakeup)) return;
+  if (!w->draining || w->session_count > 0 || uv_is_closing((uv_handle_t *)&w->wakeup)) return;
   /* The last handles: uv_run returns once they are closed. */
+  backend_pool_close(&w->backend_pool);
   uv_close((uv_handle_t *)&w->wakeup, NULL);
   uv_close((uv_handle_t *)&w->before_poll, NULL);
   uv_close((uv_handle_t *)&w->after_poll, NULL);
@@ -38,9 +40,9 @@ static void stop_listening(struct worker *w) {
 static void drain(struct worker *w) {
   w->draining = true;
   stop_listening(w);
-  for (struct conn *c = w->conns, *next; c; c = next) {
-    next = c->next;
-    conn_drain(c);
+  for (struct session *s = w->sessions, *next; s; s = next) {
+    next = s->next;
+    session_drain(s);
   }
   finish_if_done(w);
 }
@@ -48,9 +50,9 @@ static void drain(struct worker *w) {
 static void stop_now(struct worker *w) {
   w->draining = true;
   stop_listening(w);
-  for (struct conn *c = w->conns, *next; c; c = next) {
-    next = c->next;
-    conn_close(c, "shutdown timeout");
+  for (struct session *s = w->sessions, *next; s; s = next) {
+    next = s->next;
+    session_close(s, "shutdown timeout");
   }
   finish_if_done(w);
 }
@@ -58,6 +60,7 @@ static void stop_now(struct worker *w) {
 static void reset_backend_addr(struct worker *w) {
   memcpy(&w->backend_addr, &w->gen->cfg->backend.addr.ss, sizeof w->backend_addr);
   w->backend_resolved_at = 0;
+  backend_pool_set_keepalive(&w->backend_pool, w->gen->cfg->backend.keepalive_ms);
 }
 
 /* Takes the listener for `address` out of the current set, or NULL. */
@@ -185,6 +188,8 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
   pthread_mutex_init(&w->mailbox_lock, NULL);
   uv_loop_init(&w->loop);
   bufpool_init(&w->pool, POOL_MAX_FREE);
+  backend_pool_init(&w->backend_pool, w);
+  atomic_init(&w->open_sessions, 0);
   w->gen = generation_ref(gen);
   reset_backend_addr(w);
   uv_async_init(&w->loop, &w->wakeup, on_wakeup);
@@ -225,13 +230,24 @@ void worker_update(struct worker *w, struct worker_update *u) {
   worker_command(w, WORKER_UPDATE);
 }
 
-void worker_conn_closed(struct worker *w) { finish_if_done(w); }
+void worker_session_opened(struct worker *w) {
+  w->session_count++;
+  atomic_store_explicit(&w->open_sessions, w->session_count, memory_order_relaxed);
+}
+
+void worker_session_closed(struct worker *w) {
+  w->session_count--;
+  atomic_store_explicit(&w->open_sessions, w->session_count, memory_order_relaxed);
+  finish_if_done(w);
+}
+
+size_t worker_open_total(const struct worker *w) { return server_open_connections(w->server); }
 
 void worker_join(struct worker *w) {
   uv_thread_join(&w->thread);
   uv_run(&w->loop, UV_RUN_NOWAIT); /* run close callbacks still pending */
   if (uv_loop_close(&w->loop) != 0) log_warn("worker %u: handles left open at exit", w->id);
-  conn_write_reqs_free(w);
+  sockwrite_free_reqs(w);
   bufpool_destroy(&w->pool);
   generation_unref(w->gen);
   free(w->listeners);

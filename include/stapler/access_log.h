@@ -1,13 +1,17 @@
-/* One access log line per HTTP exchange (http mode) or per connection (tunnels), when
- * log.access is on. */
+/* One access log line per exchange (an HTTP request and its response) or per tunnel (tcp
+ * mode, or an upgraded connection, when it closes), when log.access is on. */
 #ifndef STAPLER_ACCESS_LOG_H
 #define STAPLER_ACCESS_LOG_H
 
-struct conn;
+struct session;
+struct exchange_record;
+struct http_head;
 
-/* The exchange that just ended with `status` (a response from the backend or stapler's own). */
-void access_log_exchange(const struct conn *c, int status);
-/* A tunnel (tcp mode or an upgraded HTTP connection) that just closed. */
-void access_log_tunnel(const struct conn *c);
+/* `req` may be NULL (nothing of a request was understood); `protocol` is "http/1.1" or "h2". */
+void access_log_exchange(const struct session *s, const struct exchange_record *r,
+                         const struct http_head *req, const char *protocol);
+/* `mode` is "tcp" or "upgrade". */
+void access_log_tunnel(const struct session *s, const struct exchange_record *r,
+                       const char *mode);
 
 #endif

@@ -35,6 +35,9 @@ struct config_backend {
   enum proxy_protocol proxy_protocol;
   bool forwarded_headers;
   uint64_t connect_timeout_ms;
+  uint64_t keepalive_ms; /* idle backend connections are reused this long; 0: never */
+  char **upgrades;       /* Upgrade protocol names that may become tunnels, lowercase */
+  size_t upgrade_count;
 };
 
 struct config_cert {

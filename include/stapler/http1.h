@@ -1,10 +1,11 @@
-/* HTTP/1.1 forwarding logic for one client connection, free of I/O: client bytes in, rewritten
- * request bytes out to the backend; backend bytes in, response bytes out to the client.
+/* HTTP/1.1 on the wire, free of I/O: a streaming reader that turns bytes into checked message
+ * heads and bodies (requests from clients, responses from the backend), and the writers that
+ * serialise them again. Every message is re-serialised, never passed through: what leaves
+ * stapler is exactly what it parsed, so framing a parser tolerated cannot be smuggled past it.
  *
- * Every message is parsed with llhttp and re-serialised: request headers get X-Forwarded-*,
- * chunked bodies are re-framed, so what reaches the backend is exactly what was parsed (no
- * smuggling through framing the parser tolerated). One request is in flight at a time: parsing
- * of a pipelined request waits until the previous response is complete. */
+ * A reader stops after each complete message (llhttp pauses); its owner calls
+ * http1_reader_next() when it is ready for the next one, which is how pipelined requests wait
+ * for the response before them. */
 #ifndef STAPLER_HTTP1_H
 #define STAPLER_HTTP1_H
 
@@ -13,88 +14,109 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct http1_sink {
-  void (*to_backend)(void *ctx, const uint8_t *data, size_t len);
-  void (*to_client)(void *ctx, const uint8_t *data, size_t len);
+#include "stapler/http_head.h"
+
+struct http1_reader_events {
+  /* A head is complete and checked (in reader->head). */
+  void (*head)(void *ctx);
+  void (*body)(void *ctx, const uint8_t *data, size_t len);
+  /* The message is complete; a chunked body's trailer fields are in reader->head from index
+   * reader->trailer_from on. */
+  void (*end)(void *ctx);
+};
+
+enum http1_reader_state {
+  HTTP1_READER_IDLE,   /* between messages: no byte of the next one yet */
+  HTTP1_READER_HEAD,   /* reading a head */
+  HTTP1_READER_BODY,   /* reading a body */
+  HTTP1_READER_DONE,   /* a message ended: paused until http1_reader_next() */
+  HTTP1_READER_FAILED, /* malformed input: see error_status and error */
+};
+
+struct http1_reader {
+  llhttp_t parser;
+  enum http1_reader_state state;
+  struct http_head head;
+  const struct http1_reader_events *events;
+  void *ctx;
+  size_t max_header_bytes;
+  size_t trailer_from; /* first trailer field in `head` */
+  bool in_trailers;
+  /* Requests: the Upgrade tokens that may be forwarded (backend.upgrades). */
+  char *const *upgrades;
+  size_t upgrade_count;
+  /* Responses: the request was HEAD, so the response has no body whatever it says. */
+  bool response_to_head;
+  bool keep_alive; /* the message just read lets the connection carry another */
+  /* Why reading failed: 400, 405, 431 or 505 for requests, 502 for responses. */
+  int error_status;
+  const char *error;
+};
+
+void http1_reader_init(struct http1_reader *r, llhttp_type_t type,
+                       const struct http1_reader_events *events, void *ctx,
+                       size_t max_header_bytes);
+void http1_reader_free(struct http1_reader *r);
+
+/* Feeds bytes. Returns how many were used: all of them, or fewer when a message ended (state
+ * DONE: the rest belongs to what follows) or reading failed (state FAILED). */
+size_t http1_reader_feed(struct http1_reader *r, const uint8_t *data, size_t len);
+/* The peer closed: completes a response delimited by the connection's end. True when that
+ * ended a message. */
+bool http1_reader_eof(struct http1_reader *r);
+/* Whether a message in progress would end with the connection (HTTP_FRAMING_EOF). */
+bool http1_reader_needs_eof(const struct http1_reader *r);
+/* After DONE: get ready for the next message. */
+void http1_reader_next(struct http1_reader *r);
+/* Whether llhttp thinks the connection may carry another message after this one. */
+bool http1_reader_keep_alive(const struct http1_reader *r);
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+/* Collects output in a small buffer and hands it to `emit` in few calls. */
+struct http1_writer {
+  char buf[4096];
+  size_t len;
+  void (*emit)(void *ctx, const uint8_t *data, size_t len);
   void *ctx;
 };
 
-struct http1_params {
-  uint32_t max_header_bytes;
-  bool forwarded_headers;  /* drop client X-Forwarded-*, Forwarded; add ours */
-  char client_ip[64];      /* for X-Forwarded-For */
-  uint16_t server_port;    /* for X-Forwarded-Port */
-};
+void http1_writer_put(struct http1_writer *w, const void *data, size_t n);
+void http1_writer_str(struct http1_writer *w, const char *s);
+void http1_writer_flush(struct http1_writer *w);
 
-struct http1_field {
-  uint32_t name_off, name_len, value_off, value_len;
-};
+/* The request as the backend gets it: request line in origin-form, Host first, the client's
+ * end-to-end fields (minus hop-by-hop ones, those Connection names, and with `forwarding`
+ * given, any X-Forwarded-* or Forwarded), the framing fields for the body it will send, the
+ * upgrade the request may make, then `forwarding` (stapler's X-Forwarded-* lines). `version`
+ * is the minor version of HTTP/1.x to speak. */
+void http1_write_request(struct http1_writer *w, const struct http_head *req, int minor,
+                         const char *forwarding, size_t forwarding_len);
 
-/* One message's start line and headers, accumulated across reads. */
-struct http1_head {
-  char *text; /* arena holding every string; grows up to the header limit */
-  size_t len, cap;
-  struct http1_field *fields;
-  size_t field_count, field_cap;
-  uint32_t target_off, target_len; /* request-target, or reason phrase */
-  size_t bytes;                    /* size on the wire, for the limit */
-  int last;                        /* which kind of span was appended last */
-  bool in_trailers;
-  size_t trailer_from;             /* first trailer field, after the last chunk */
-};
+/* A response head for an HTTP/1.x client: the backend's end-to-end fields, then the framing
+ * `framing` (CHUNKED only for 1.1 clients), `Connection: close` when `close`, and for a 101
+ * the upgrade the backend accepted. */
+void http1_write_response(struct http1_writer *w, const struct http_head *res,
+                          enum http_framing framing, bool close);
 
-enum http1_req_state {
-  HTTP1_REQ_IDLE,     /* between requests: no byte of the next one yet */
-  HTTP1_REQ_HEADERS,  /* reading a request's headers */
-  HTTP1_REQ_BODY,     /* forwarding a request body */
-  HTTP1_REQ_WAIT,     /* request complete, its response is not: parsing paused */
-};
+/* Body bytes in `framing`: a chunk of their own when CHUNKED, as they are otherwise. */
+void http1_write_body(struct http1_writer *w, enum http_framing framing, const uint8_t *data,
+                      size_t len);
+/* The end of a body in `framing`: for CHUNKED the last chunk with the trailer fields of
+ * `trailers` (may be NULL) from `from` on that may be forwarded; nothing otherwise. */
+void http1_write_end(struct http1_writer *w, enum http_framing framing,
+                     const struct http_head *trailers, size_t from);
 
-struct http1 {
-  llhttp_t req, res;
-  struct http1_params params;
-  char forwarding[160];  /* the X-Forwarded-* lines, the same for every request */
-  size_t forwarding_len;
-  struct http1_sink sink;
-  struct http1_head req_head, res_head;
-  enum http1_req_state req_state;
-  bool req_chunked, res_chunked;
-  bool req_is_head;         /* response has no body */
-  bool req_is_upgrade;      /* request asked to switch protocols */
-  bool awaiting_response;   /* request sent upstream, final response not complete */
-  bool response_started;    /* bytes of the current response went to the client */
-  bool res_reading;         /* inside a response message */
-  unsigned begun;            /* requests whose first byte arrived */
-  unsigned requests, responses;
+/* How a response in `res->framing` goes to an HTTP/1.`client_minor` client (chunks become a
+ * close-delimited body for HTTP/1.0), and whether the connection must then end. */
+enum http_framing http1_client_framing(const struct http_head *res, int client_minor,
+                                       bool *must_close);
 
-  /* Results the connection acts on after each call: */
-  int error_status;         /* 400, 405, 408, 431, 502 or 504: answer it and close */
-  const char *error_reason; /* for the log line */
-  bool backend_broken;      /* backend spoke garbage mid-response: close both sides */
-  bool upgraded;            /* 101 received: both directions are now a raw tunnel */
-  bool close_after_response; /* a side asked for Connection: close */
-  int last_status;          /* status code of the last response, for access logs */
-};
-
-void http1_init(struct http1 *h, const struct http1_params *params,
-                const struct http1_sink *sink);
-void http1_free(struct http1 *h);
-
-/* Feeds decrypted client bytes. Returns how many were consumed: fewer than `len` when a
- * request is complete and waits for its response (keep the rest and feed it again after the
- * response), after an upgrade (the rest is tunnel data), or after close_after_response. */
-size_t http1_client_data(struct http1 *h, const uint8_t *data, size_t len);
-
-/* Feeds backend bytes. After an upgrade the remaining bytes are passed to the client as-is. */
-void http1_backend_data(struct http1 *h, const uint8_t *data, size_t len);
-
-/* The backend closed its side. Completes a response delimited by EOF, or records a 502. */
-void http1_backend_eof(struct http1 *h);
-
-/* True when no request is in flight and no bytes of a new one arrived: safe to close. */
-bool http1_idle(const struct http1 *h);
-
-/* Formats a complete small error response with `Connection: close`. Returns its length. */
+/* A complete small response stapler makes itself, with `Connection: close`. Returns its
+ * length. */
 size_t http1_error_response(int status, char *out, size_t cap);
+
+/* The Upgrade token of `res` (a 101) matches what the request asked for. */
+bool http1_upgrade_accepted(const struct http_head *req, const struct http_head *res);
 
 #endif

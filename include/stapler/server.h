@@ -24,7 +24,6 @@ struct server {
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t shutdown_timer;
   uv_timer_t ticket_timer;  /* rotates generated ticket keys */
-  atomic_uint open_connections;
   struct qsbr qsbr;             /* frees staples and ticket keys the workers may be reading */
   _Atomic uint64_t **quiescent; /* each worker's counter, for qsbr */
   struct stapling stapling;     /* fetches and publishes OCSP staples */
@@ -33,6 +32,9 @@ struct server {
   uint64_t reloads_ok, reloads_failed;
   bool stopping;
 };
+
+/* Client connections open now, summed over the workers' own counters. */
+size_t server_open_connections(const struct server *s);
 
 /* Binds the listeners, starts the workers and runs until stopped by a signal. Takes the
  * reference to `gen`. `config_path` (may be NULL) is read again on SIGHUP. Returns the process

@@ -11,12 +11,13 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "stapler/backend_pool.h"
 #include "stapler/buf.h"
 #include "stapler/stats.h"
 
 struct server;
 struct generation;
-struct conn;
+struct session;
 struct listener;
 
 enum worker_command {
@@ -49,10 +50,14 @@ struct worker {
   struct generation *gen; /* the generation new connections use; the worker holds a ref */
   struct listener **listeners; /* one per listen entry of `gen` (NULL if it failed) */
   size_t listener_count;
-  struct conn *conns; /* every open connection, for draining */
-  size_t conn_count;
+  struct session *sessions; /* every open client session, for draining */
+  size_t session_count;
+  /* The same count for other threads (the limit check sums every worker's): written only
+   * by this worker, so no two threads ever write one cache line on the connection path. */
+  _Atomic size_t open_sessions;
+  struct backend_pool backend_pool;
   bool draining;
-  void *free_write_reqs; /* recycled write requests (see conn_write.c) */
+  void *free_write_reqs; /* recycled write requests (see sockwrite.c) */
   struct stats stats;
   /* The backend's address when it is given by name: resolved again, asynchronously, after a
    * failed connect (a container that restarted may have a new address). */
@@ -78,7 +83,10 @@ void worker_update(struct worker *w, struct worker_update *u);
 /* Joins the thread and frees what the worker owns. */
 void worker_join(struct worker *w);
 
-/* Called by a connection when it is gone, to let a draining worker finish. */
-void worker_conn_closed(struct worker *w);
+/* A session began or ended; an ended one may let a draining worker finish. */
+void worker_session_opened(struct worker *w);
+void worker_session_closed(struct worker *w);
+/* Client sessions open in the whole process (every worker's count, summed). */
+size_t worker_open_total(const struct worker *w);
 
 #endif

@@ -5,7 +5,12 @@
 const http = require('http');
 const crypto = require('crypto');
 
+const fs = require('fs');
+
 const port = parseInt(process.argv[2], 10);
+// With REQUEST_LOG set, every request Node's own parser accepted is appended there as a JSON
+// line: the desync suite compares them with stapler's access log.
+const requestLog = process.env.REQUEST_LOG ? fs.openSync(process.env.REQUEST_LOG, 'a') : null;
 let requests = 0;
 let connections = 0;
 
@@ -43,6 +48,20 @@ function streamBytes(req, res, n, chunked) {
 
 const server = http.createServer((req, res) => {
   requests++;
+  if (requestLog !== null) {
+    const xff = [];
+    for (let i = 0; i < req.rawHeaders.length; i += 2)
+      if (req.rawHeaders[i].toLowerCase() === 'x-forwarded-for') xff.push(req.rawHeaders[i + 1]);
+    fs.writeSync(requestLog, JSON.stringify({ method: req.method, url: req.url, xff }) + '\n');
+  }
+  if (req.url.startsWith('/r/')) { // the desync corpus: read the body, name the request answered
+    req.on('data', () => {});
+    req.on('end', () => {
+      res.writeHead(200, { 'X-Answer': req.url, 'Content-Length': 2 });
+      res.end('ok');
+    });
+    return;
+  }
   const url = new URL(req.url, 'http://backend');
   const path = url.pathname;
   const q = (name, dflt) => (url.searchParams.has(name) ? url.searchParams.get(name) : dflt);

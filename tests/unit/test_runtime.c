@@ -82,6 +82,9 @@ static void test_v1_parse(void) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
     CHECK_EQ_INT(pp_parse((const uint8_t *)bad[i], strlen(bad[i]), &info, &used, &err), PP_BAD);
+  /* A NUL would end the line for a C string function: refused, not truncated. */
+  static const char nul[] = "PROXY TCP4 192.168.0.1 192.168.0.11 1 2\0junk\r\n";
+  CHECK_EQ_INT(pp_parse((const uint8_t *)nul, sizeof nul - 1, &info, &used, &err), PP_BAD);
   char longline[200];
   memset(longline, 'a', sizeof longline);
   memcpy(longline, "PROXY ", 6);
@@ -132,8 +135,11 @@ static void test_v2_write_and_parse(void) {
   out[12] = 0x31;
   CHECK_EQ_INT(pp_parse(out, sizeof want, &info, &used, &err), PP_BAD);
   out[12] = 0x21;
-  out[13] = 0x31; /* AF_UNIX */
+  out[13] = 0x41; /* no such family */
   CHECK_EQ_INT(pp_parse(out, sizeof want, &info, &used, &err), PP_BAD);
+  out[13] = 0x31; /* AF_UNIX (a client on the balancer's own host): addresses unknown */
+  CHECK_EQ_INT(pp_parse(out, sizeof want, &info, &used, &err), PP_OK);
+  CHECK(info.local);
   out[13] = 0x11;
   out[14] = 0xff;
   CHECK_EQ_INT(pp_parse(out, sizeof want, &info, &used, &err), PP_BAD);

@@ -1,11 +1,6 @@
-/* Handing buffer chains to libuv. A chain is first offered to the socket directly
- * (uv_try_write): usually it all goes, with no write request and no callback. This matters:
- * libuv 1.44 re-arms the epoll registration each time a write request completes, one extra
- * system call per write. What the socket does not take waits in write requests, recycled per
- * worker; their buffers return to the pool when the write completes (or is cancelled). */
 #include <stdlib.h>
 
-#include "stapler/conn.h"
+#include "stapler/sockwrite.h"
 #include "stapler/util.h"
 #include "stapler/worker.h"
 
@@ -13,10 +8,11 @@
 
 struct write_req {
   uv_write_t req;
-  struct conn *conn;
+  struct worker *worker;
+  void *owner;
   struct buf *chain;
   size_t bytes;
-  conn_write_done done;
+  sockwrite_done done;
   struct write_req *next_free;
 };
 
@@ -36,17 +32,17 @@ static void put_req(struct worker *w, struct write_req *r) {
 
 static void on_written(uv_write_t *req, int status) {
   struct write_req *r = CONTAINER_OF(req, struct write_req, req);
-  struct conn *c = r->conn;
-  conn_write_done done = r->done;
+  void *owner = r->owner;
+  sockwrite_done done = r->done;
   size_t bytes = r->bytes;
   buf_put_chain(r->chain);
-  put_req(c->worker, r);
-  done(c, bytes, status);
+  put_req(r->worker, r);
+  done(owner, bytes, status);
 }
 
 /* Writes up to MAX_IOV buffers from `*chain` in one request and advances `*chain`. */
-static void write_some(struct conn *c, uv_stream_t *stream, struct buf **chain,
-                       conn_write_done done) {
+static void write_some(struct worker *w, uv_stream_t *stream, struct buf **chain,
+                       sockwrite_done done, void *owner) {
   uv_buf_t iov[MAX_IOV];
   unsigned n = 0;
   size_t bytes = 0;
@@ -58,16 +54,17 @@ static void write_some(struct conn *c, uv_stream_t *stream, struct buf **chain,
   }
   *chain = last->next;
   last->next = NULL;
-  struct write_req *r = get_req(c->worker);
-  r->conn = c;
+  struct write_req *r = get_req(w);
+  r->worker = w;
+  r->owner = owner;
   r->chain = first;
   r->bytes = bytes;
   r->done = done;
   int rc = uv_write(&r->req, stream, iov, n, on_written);
   if (rc) {
     buf_put_chain(first);
-    put_req(c->worker, r);
-    done(c, bytes, rc);
+    put_req(w, r);
+    done(owner, bytes, rc);
   }
 }
 
@@ -100,14 +97,14 @@ static size_t write_now(uv_stream_t *stream, struct buf **chain) {
   return written;
 }
 
-size_t conn_write(struct conn *c, uv_stream_t *stream, struct buf *chain,
-                  conn_write_done done) {
+size_t sockwrite(struct worker *w, uv_stream_t *stream, struct buf *chain, sockwrite_done done,
+                 void *owner) {
   size_t written = write_now(stream, &chain);
-  while (chain) write_some(c, stream, &chain, done);
+  while (chain) write_some(w, stream, &chain, done, owner);
   return written;
 }
 
-void conn_write_reqs_free(struct worker *w) {
+void sockwrite_free_reqs(struct worker *w) {
   while (w->free_write_reqs) {
     struct write_req *r = w->free_write_reqs;
     w->free_write_reqs = r->next_free;
