@@ -1,12 +1,16 @@
 #include "stapler/admin.h"
 
+#include <errno.h>
 #include <llhttp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "stapler/log.h"
 #include "stapler/metrics.h"
+#include "stapler/preflight.h"
 #include "stapler/server.h"
 #include "stapler/strbuf.h"
 #include "stapler/util.h"
@@ -128,36 +132,55 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_timeout(uv_timer_t *t) { close_conn(t->data); }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  struct admin *a = listener->data;
-  if (status < 0) return;
+static void on_accept(struct acceptor *acc, int fd) {
+  struct admin *a = acc->data;
+  uv_loop_t *loop = a->server->loop;
   struct admin_conn *ac = xcalloc(1, sizeof *ac);
   ac->server = a->server;
-  uv_tcp_init(listener->loop, &ac->tcp);
-  uv_timer_init(listener->loop, &ac->timer);
+  uv_tcp_init(loop, &ac->tcp);
+  uv_timer_init(loop, &ac->timer);
   ac->tcp.data = ac->timer.data = ac;
   ac->handles = 2;
   llhttp_init(&ac->parser, HTTP_REQUEST, &kSettings);
   ac->parser.data = ac;
-  if (uv_accept(listener, (uv_stream_t *)&ac->tcp) != 0 ||
-      uv_read_start((uv_stream_t *)&ac->tcp, on_alloc, on_read) != 0) {
+  if (uv_tcp_open(&ac->tcp, fd) != 0) {
+    close(fd);
+    close_conn(ac);
+    return;
+  }
+  if (uv_read_start((uv_stream_t *)&ac->tcp, on_alloc, on_read) != 0) {
     close_conn(ac);
     return;
   }
   uv_timer_start(&ac->timer, on_timeout, ADMIN_TIMEOUT_MS, 0);
 }
 
-static void on_listener_closed(uv_handle_t *h) { free(h->data); }
+static void on_pause(struct acceptor *acc, int err) {
+  struct admin *a = acc->data;
+  log_warn("admin endpoint %s: accept failed: %s: accepting again in %d ms", a->address,
+           uv_strerror(err), ACCEPTOR_PAUSE_MS);
+}
+
+static void on_closed(struct acceptor *acc) { free(acc->data); }
 
 struct admin *admin_start(struct server *s, const struct config_addr *addr, char *err,
                           size_t err_len) {
   struct admin *a = xcalloc(1, sizeof *a);
   a->server = s;
+  a->acceptor.data = a;
   snprintf(a->address, sizeof a->address, "%s", addr->text);
-  uv_tcp_init(s->loop, &a->listener);
-  a->listener.data = a;
-  int rc = uv_tcp_bind(&a->listener, (const struct sockaddr *)&addr->ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 64, on_connection);
+  const struct sockaddr *sa = (const struct sockaddr *)&addr->ss;
+  int one = 1;
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(fd, sa, addr->ss_len) < 0 || listen(fd, 64) < 0) {
+    snprintf(err, err_len, "cannot listen on %s: %s%s", addr->text, strerror(errno),
+             preflight_bind_hint(addr, errno));
+    if (fd >= 0) close(fd);
+    free(a);
+    return NULL;
+  }
+  int rc = acceptor_start(&a->acceptor, s->loop, fd, on_accept, on_pause);
   if (rc) {
     snprintf(err, err_len, "cannot listen on %s: %s", addr->text, uv_strerror(rc));
     admin_stop(a);
@@ -167,5 +190,9 @@ struct admin *admin_start(struct server *s, const struct config_addr *addr, char
 }
 
 void admin_stop(struct admin *a) {
-  if (a) uv_close((uv_handle_t *)&a->listener, on_listener_closed);
+  if (!a) return;
+  if (a->acceptor.open_handles == 0)
+    free(a);
+  else
+    acceptor_close(&a->acceptor, on_closed);
 }

@@ -5,6 +5,7 @@
 #include "stapler/asn1time.h"
 #include "stapler/generation.h"
 #include "stapler/ocsp_cache.h"
+#include "stapler/preflight.h"
 #include "stapler/tickets.h"
 #include "stapler/util.h"
 
@@ -78,6 +79,16 @@ int check_config(const char *path, FILE *out, FILE *err) {
       strlist_add(&errors, "%s", problem);
     tickets_free(keys);
     if (!keys) {
+      generation_unref(gen);
+      gen = NULL;
+    }
+  }
+  if (gen) { /* what the start would meet on this machine */
+    unsigned workers = config_worker_count(gen->cfg);
+    preflight_fd_limit(gen->cfg, workers, util_raise_fd_limit(), &warnings);
+    preflight_addresses(gen->cfg, &errors, &warnings);
+    preflight_cache_dir(gen->cfg, &errors);
+    if (errors.count) {
       generation_unref(gen);
       gen = NULL;
     }

@@ -58,6 +58,7 @@ static void parse_listen_entry(struct ycfg *y, yaml_node_t *node, const char *ke
   const struct ycfg_field fields[] = {
       {"address", ycfg_address, &l->addr},
       {"proxy_protocol", ycfg_bool, &l->proxy_protocol},
+      {"reuse_port", ycfg_bool, &l->reuse_port},
   };
   ycfg_mapping(y, node, key, fields, ARRAY_SIZE(fields));
   if (node->type == YAML_MAPPING_NODE && !ycfg_has_key(y, node, "address"))

@@ -87,6 +87,28 @@ static void emit_to_backend(void *ctx, const uint8_t *data, size_t len) {
 
 static const struct backend_conn_events kBackendEvents;
 
+static bool out_of_fds(int err) { return err == UV_EMFILE || err == UV_ENFILE; }
+
+/* No connection to the backend. Running out of descriptors is stapler's state, not the
+ * backend's fault: it is counted and said apart, and the backend's name is not looked up
+ * again for it. */
+static void connect_failed(struct exchange *e, int err) {
+  struct worker *w = worker_of(e);
+  if (out_of_fds(err)) {
+    stat_add(&w->stats, STAT_BACKEND_NO_FD, 1);
+    log_msg(LOG_WARN, "%s:%u: cannot open a backend connection: no file descriptor left "
+            "(open-file limit %llu reached; see limits.max_connections)", e->session->client_ip,
+            e->session->client_port, (unsigned long long)util_fd_limit());
+    fail(e, 502, "no file descriptor for a backend connection");
+    return;
+  }
+  stat_add(&w->stats, STAT_BACKEND_CONNECT_FAILURES, 1);
+  worker_backend_failed(w);
+  log_msg(LOG_WARN, "%s:%u: cannot connect to backend %s: %s", e->session->client_ip,
+          e->session->client_port, cfg_of(e)->backend.addr.text, uv_strerror(err));
+  fail(e, 502, "backend unreachable");
+}
+
 /* A connection for this exchange: an idle one from the pool unless `fresh`. False (after
  * `failed`) when none could be opened. */
 static bool acquire(struct exchange *e, bool fresh, bool tunnel) {
@@ -108,13 +130,7 @@ static bool acquire(struct exchange *e, bool fresh, bool tunnel) {
     bc = backend_conn_connect(w, addr, b->addr.unix_path, with_header ? header : NULL,
                               header_len, private_to, &err);
     if (!bc) {
-      stat_add(&w->stats, STAT_BACKEND_CONNECT_FAILURES, 1);
-      bool no_fds = err == UV_EMFILE || err == UV_ENFILE;
-      log_problem(e, LOG_WARN, no_fds ? "cannot open a backend connection" : "cannot connect to backend",
-                  no_fds ? "no file descriptor left (the process is at its limit; see "
-                           "limits.max_connections and the fd limit)"
-                         : uv_strerror(err));
-      fail(e, 502, no_fds ? "no file descriptor for a backend connection" : "backend unreachable");
+      connect_failed(e, err);
       return false;
     }
   }
@@ -320,12 +336,7 @@ static void on_backend_error(void *owner, int err, bool connecting) {
   struct exchange *e = owner;
   enter(e);
   if (connecting) {
-    struct worker *w = worker_of(e);
-    stat_add(&w->stats, STAT_BACKEND_CONNECT_FAILURES, 1);
-    worker_backend_failed(w);
-    log_msg(LOG_WARN, "%s:%u: cannot connect to backend %s: %s", e->session->client_ip,
-            e->session->client_port, cfg_of(e)->backend.addr.text, uv_strerror(err));
-    fail(e, 502, "backend unreachable");
+    connect_failed(e, err);
   } else {
     backend_gone(e, err);
   }

@@ -24,7 +24,7 @@ void http_head_free(struct http_head *h) {
 }
 
 static void reserve(struct http_head *h, size_t more) {
-  if (h->len + more <= h->cap) return;
+  if (h->text && h->len + more <= h->cap) return;
   h->cap = MAX(h->cap * 2, MAX(h->len + more, (size_t)512));
   h->text = xrealloc(h->text, h->cap);
 }

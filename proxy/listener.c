@@ -8,14 +8,15 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "stapler/session.h"
 #include "stapler/log.h"
+#include "stapler/session.h"
 #include "stapler/util.h"
 #include "stapler/worker.h"
 
 #define LISTEN_BACKLOG 4096
 
-int listener_bind(const struct config_listen *cfg, char *err, size_t errlen) {
+static int new_socket(const struct config_listen *cfg, bool reuse_port, char *err,
+                      size_t errlen) {
   const struct sockaddr *sa = (const struct sockaddr *)&cfg->addr.ss;
   int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
@@ -23,17 +24,16 @@ int listener_bind(const struct config_listen *cfg, char *err, size_t errlen) {
     snprintf(err, errlen, "socket: %s", strerror(errno));
     return -1;
   }
-  /* SO_REUSEPORT: each worker binds its own socket and the kernel spreads connections.
-   * IPV6_V6ONLY: [::]:443 and 0.0.0.0:443 can be listed side by side. */
+  /* IPV6_V6ONLY: [::]:443 and 0.0.0.0:443 can be listed side by side. */
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
       (sa->sa_family == AF_INET6 &&
        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0)) {
     snprintf(err, errlen, "setsockopt: %s", strerror(errno));
     close(fd);
     return -1;
   }
-  if (bind(fd, sa, cfg->addr.ss_len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+  if (bind(fd, sa, cfg->addr.ss_len) < 0) {
     snprintf(err, errlen, "%s", strerror(errno));
     close(fd);
     return -1;
@@ -41,27 +41,55 @@ int listener_bind(const struct config_listen *cfg, char *err, size_t errlen) {
   return fd;
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  struct listener *l = server->data;
-  if (status < 0) {
-    log_warn("accept on %s failed: %s", l->address, uv_strerror(status));
-    return;
+bool listener_probe(const struct config_listen *cfg, char *err, size_t errlen) {
+  if (cfg->reuse_port) return true;
+  /* Without SO_REUSEPORT this bind fails when anything listens there already, SO_REUSEPORT
+   * or not: a second stapler started by mistake would otherwise share the port silently and
+   * take half the connections with its own certificates. */
+  int fd = new_socket(cfg, false, err, errlen);
+  if (fd < 0) {
+    if (strstr(err, strerror(EADDRINUSE)))
+      snprintf(err, errlen, "address already in use by another process (a second stapler?); "
+                            "set listen[].reuse_port: true to share it on purpose");
+    return false;
   }
-  session_accept(l->worker, l);
+  close(fd);
+  return true;
+}
+
+int listener_bind(const struct config_listen *cfg, char *err, size_t errlen) {
+  /* SO_REUSEPORT: each worker binds its own socket and the kernel spreads connections. */
+  int fd = new_socket(cfg, true, err, errlen);
+  if (fd >= 0 && listen(fd, LISTEN_BACKLOG) < 0) {
+    snprintf(err, errlen, "%s", strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void on_accept(struct acceptor *a, int fd) {
+  struct listener *l = a->data;
+  session_accept(l->worker, l, fd);
+}
+
+static void on_pause(struct acceptor *a, int err) {
+  struct listener *l = a->data;
+  struct worker *w = l->worker;
+  stat_add(&w->stats, STAT_ACCEPT_PAUSES, 1);
+  log_warn("worker %u: accept on %s failed: %s (%zu connection(s) open in this worker, "
+           "open-file limit %llu): accepting again in %d ms",
+           w->id, l->address, uv_strerror(err), w->session_count,
+           (unsigned long long)util_fd_limit(), ACCEPTOR_PAUSE_MS);
 }
 
 struct listener *listener_start(struct worker *w, const struct config_listen *cfg, int fd) {
   struct listener *l = xcalloc(1, sizeof *l);
   l->worker = w;
   l->address = xstrdup(cfg->addr.text);
+  l->acceptor.data = l;
   listener_update(l, cfg);
-  uv_tcp_init(&w->loop, &l->handle);
-  l->handle.data = l;
-  int rc = uv_tcp_open(&l->handle, fd);
-  if (rc)
-    close(fd); /* not adopted by the handle */
-  else
-    rc = uv_listen((uv_stream_t *)&l->handle, LISTEN_BACKLOG, on_connection);
+  int rc = acceptor_start(&l->acceptor, &w->loop, fd, on_accept, on_pause);
   if (rc) {
     log_error("worker %u: cannot listen on %s: %s", w->id, cfg->addr.text, uv_strerror(rc));
     listener_stop(l);
@@ -75,12 +103,17 @@ void listener_update(struct listener *l, const struct config_listen *cfg) {
   l->proxy_protocol = cfg->proxy_protocol;
 }
 
-static void on_closed(uv_handle_t *h) {
-  struct listener *l = h->data;
+static void on_closed(struct acceptor *a) {
+  struct listener *l = a->data;
   free(l->address);
   free(l);
 }
 
 void listener_stop(struct listener *l) {
-  if (l) uv_close((uv_handle_t *)&l->handle, on_closed);
+  if (!l) return;
+  if (l->acceptor.open_handles == 0) {
+    on_closed(&l->acceptor);
+    return;
+  }
+  acceptor_close(&l->acceptor, on_closed);
 }

@@ -70,6 +70,12 @@ static void render_traffic(const struct server *s, struct strbuf *b) {
   counter(b, s, "stapler_connections_rejected_total",
           "Client connections closed at once because limits.max_connections was reached.",
           STAT_REJECTED);
+  counter(b, s, "stapler_accept_pauses_total",
+          "Times accepting stopped for 500 ms because the process had no file descriptor left.",
+          STAT_ACCEPT_PAUSES);
+  counter(b, s, "stapler_backend_no_fd_total",
+          "Backend connections not opened because the process had no file descriptor left.",
+          STAT_BACKEND_NO_FD);
   static const char *const kinds[] = {"rsa", "ecdsa"};
   static const enum stat_counter kind_stats[] = {STAT_HANDSHAKES_RSA, STAT_HANDSHAKES_ECDSA};
   labelled(b, s, "stapler_tls_handshakes_total", "Completed TLS handshakes by certificate type.",

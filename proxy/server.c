@@ -2,6 +2,7 @@
  * use stops the start-up with a clear message, then waits for signals. */
 #include "stapler/server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "stapler/listener.h"
 #include "stapler/log.h"
+#include "stapler/preflight.h"
 #include "stapler/tickets.h"
 #include "stapler/util.h"
 
@@ -30,11 +32,18 @@ static int *bind_listeners(const struct config *cfg, const struct config *old,
     bool kept = false;
     for (size_t j = 0; old && j < old->listen_count && !kept; j++)
       kept = !strcmp(old->listen[j].addr.text, l->addr.text);
+    char err[256];
+    if (!kept && !listener_probe(l, err, sizeof err)) {
+      log_error("cannot listen on %s: %s", l->addr.text, err);
+      close_fds(fds, n);
+      free(fds);
+      return NULL;
+    }
     for (unsigned w = 0; w < workers && !kept; w++) {
-      char err[256];
       int fd = listener_bind(l, err, sizeof err);
       if (fd < 0) {
-        log_error("cannot listen on %s: %s", l->addr.text, err);
+        log_error("cannot listen on %s: %s%s", l->addr.text, err,
+                  preflight_bind_hint(&l->addr, errno));
         close_fds(fds, n);
         free(fds);
         return NULL;
@@ -273,6 +282,10 @@ int server_run(struct generation *gen, const char *config_path) {
   s.worker_count = config_worker_count(gen->cfg);
   atomic_init(&s.workers_exited, 0);
   signal(SIGPIPE, SIG_IGN);
+  struct strlist warnings = {0};
+  preflight_fd_limit(gen->cfg, s.worker_count, util_raise_fd_limit(), &warnings);
+  log_strlist(LOG_WARN, "", &warnings);
+  strlist_free(&warnings);
 
   int *fds = bind_listeners(gen->cfg, NULL, s.worker_count);
   if (!fds) {
@@ -293,7 +306,7 @@ int server_run(struct generation *gen, const char *config_path) {
     for (unsigned i = 0; i < s.worker_count; i++) worker_command(&s.workers[i], WORKER_STOP);
   }
   for (unsigned i = 0; i < s.worker_count; i++) worker_start(&s.workers[i]);
-  log_start(&s);
+  if (!start_failed) log_start(&s); /* a failed start listens nowhere: say nothing of it */
   log_async_start();
   uv_run(s.loop, UV_RUN_DEFAULT);
 

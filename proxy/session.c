@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stapler/backend_pool.h"
 #include "stapler/codec.h"
@@ -476,15 +477,6 @@ void session_client_address(const struct session *s, char *out, size_t cap) {
            s->client_port);
 }
 
-static void close_and_free(uv_handle_t *h) { free(h); }
-
-static void reject(struct worker *w, uv_stream_t *server) {
-  uv_tcp_t *t = xmalloc(sizeof *t);
-  uv_tcp_init(&w->loop, t);
-  if (uv_accept(server, (uv_stream_t *)t) == 0) stat_add(&w->stats, STAT_REJECTED, 1);
-  uv_close((uv_handle_t *)t, close_and_free);
-}
-
 static void read_addresses(struct session *s) {
   int len = sizeof s->local_addr;
   uv_tcp_getsockname(&s->client, (struct sockaddr *)&s->local_addr, &len);
@@ -495,10 +487,10 @@ static void read_addresses(struct session *s) {
     set_client(s, (struct sockaddr *)&peer);
 }
 
-void session_accept(struct worker *w, struct listener *l) {
-  uv_stream_t *server = (uv_stream_t *)&l->handle;
+void session_accept(struct worker *w, struct listener *l, int fd) {
   if (w->draining || worker_open_total(w) >= w->gen->cfg->limits.max_connections) {
-    reject(w, server);
+    close(fd); /* over the limit: closed at once */
+    stat_add(&w->stats, STAT_REJECTED, 1);
     return;
   }
   struct session *s = xcalloc(1, sizeof *s);
@@ -515,8 +507,12 @@ void session_accept(struct worker *w, struct listener *l) {
   worker_session_opened(w);
   s->accepted_at = s->last_activity = uv_now(&w->loop);
   s->state = SESSION_HANDSHAKE;
-  if (uv_accept(server, (uv_stream_t *)&s->client) != 0 ||
-      !tls_session_init(&s->tls, s->gen, &w->pool)) {
+  if (uv_tcp_open(&s->client, fd) != 0) {
+    close(fd); /* not adopted by the handle */
+    session_close(s, "accept failed");
+    return;
+  }
+  if (!tls_session_init(&s->tls, s->gen, &w->pool)) {
     session_close(s, "accept failed");
     return;
   }

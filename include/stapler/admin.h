@@ -6,12 +6,13 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "stapler/acceptor.h"
 #include "stapler/config.h"
 
 struct server;
 
 struct admin {
-  uv_tcp_t listener;
+  struct acceptor acceptor;
   struct server *server;
   char address[128];
 };

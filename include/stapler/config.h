@@ -24,6 +24,7 @@ struct config_addr {
 struct config_listen {
   struct config_addr addr;
   bool proxy_protocol;
+  bool reuse_port; /* another process may listen on the same address (SO_REUSEPORT) */
 };
 
 enum backend_mode { BACKEND_MODE_HTTP, BACKEND_MODE_TCP };

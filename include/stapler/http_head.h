@@ -64,19 +64,19 @@ uint32_t http_head_store(struct http_head *h, const char *s, size_t len);
 uint32_t http_head_store_from(struct http_head *h, uint32_t off, size_t len);
 
 static inline const char *http_head_name(const struct http_head *h, size_t i) {
-  return h->text + h->fields[i].name_off;
+  return h->text ? h->text + h->fields[i].name_off : ""; /* empty until a byte is stored */
 }
 static inline const char *http_head_value(const struct http_head *h, size_t i) {
-  return h->text + h->fields[i].value_off;
+  return h->text ? h->text + h->fields[i].value_off : ""; /* empty until a byte is stored */
 }
 static inline const char *http_head_target(const struct http_head *h) {
-  return h->text + h->target_off;
+  return h->text ? h->text + h->target_off : ""; /* empty until a byte is stored */
 }
 static inline const char *http_head_authority(const struct http_head *h) {
-  return h->text + h->authority_off;
+  return h->text ? h->text + h->authority_off : ""; /* empty until a byte is stored */
 }
 static inline const char *http_head_upgrade(const struct http_head *h) {
-  return h->text + h->upgrade_off;
+  return h->text ? h->text + h->upgrade_off : ""; /* empty until a byte is stored */
 }
 
 /* Whether the request's method is exactly `method` (methods are case-sensitive). */

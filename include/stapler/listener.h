@@ -8,18 +8,22 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "stapler/acceptor.h"
 #include "stapler/config.h"
 
 struct worker;
 
 struct listener {
-  uv_tcp_t handle;
+  struct acceptor acceptor;
   struct worker *worker;
   char *address;       /* as configured */
   uint16_t port;       /* for X-Forwarded-Port */
   bool proxy_protocol; /* a PROXY header comes before the TLS handshake */
 };
 
+/* Checks that no other process listens on `cfg`'s address (unless listen[].reuse_port says
+ * sharing is wanted). False with `err` filled. */
+bool listener_probe(const struct config_listen *cfg, char *err, size_t errlen);
 /* Creates, binds and listens on a socket for `cfg`. Returns the fd, or -1 with `err` filled. */
 int listener_bind(const struct config_listen *cfg, char *err, size_t errlen);
 

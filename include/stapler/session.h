@@ -72,7 +72,9 @@ struct session {
   size_t forwarding_len;
 };
 
-void session_accept(struct worker *w, struct listener *l);
+/* A connection `l` accepted: `fd` belongs to the session (or is closed at once when the
+ * worker is draining or limits.max_connections is reached). */
+void session_accept(struct worker *w, struct listener *l, int fd);
 /* The worker is stopping: close what has not started, let the codec finish the rest. */
 void session_drain(struct session *s);
 

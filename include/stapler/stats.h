@@ -10,6 +10,8 @@
 enum stat_counter {
   STAT_ACCEPTED,
   STAT_REJECTED,                /* over limits.max_connections */
+  STAT_ACCEPT_PAUSES,           /* accepting stopped for a while: no file descriptor left */
+  STAT_BACKEND_NO_FD,           /* backend connections not opened: no file descriptor left */
   STAT_HANDSHAKES_RSA,
   STAT_HANDSHAKES_ECDSA,
   STAT_HANDSHAKES_TLS12,

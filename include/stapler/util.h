@@ -29,6 +29,11 @@ time_t wall_now(void);
 /* The same clock in milliseconds, for timers that fire at a wall-clock moment. */
 uint64_t wall_now_ms(void);
 
+/* The process's open-file limit (soft RLIMIT_NOFILE). */
+uint64_t util_fd_limit(void);
+/* Raises the soft open-file limit to the hard one; returns the new soft limit. */
+uint64_t util_raise_fd_limit(void);
+
 /* Lowercases ASCII in place. */
 void ascii_lower(char *s);
 
