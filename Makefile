@@ -3,6 +3,7 @@
 
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
 FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
 
@@ -29,7 +30,7 @@ define install_missing
 	fi
 endef
 
-.PHONY: all build run test deps deps-test asan fuzz clean
+.PHONY: all build run test deps deps-test asan tsan fuzz clean
 
 all: build
 
@@ -50,19 +51,26 @@ asan: deps-test
 	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DSTAPLER_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 
+tsan: deps-test
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_TSAN=ON >/dev/null
+	cmake --build $(TSAN_DIR) -j$(JOBS)
+
 fuzz: deps-test
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_FUZZ=ON >/dev/null
 	cmake --build $(FUZZ_DIR) -j$(JOBS)
 
 # The whole suite: unit and integration tests on the release build and again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then a short run of every fuzz target.
+# AddressSanitizer + UndefinedBehaviorSanitizer, the multi-threaded ones under
+# ThreadSanitizer, then a replay of every fuzz target's corpus and a short run of each.
 test: deps-test
 	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory asan
+	$(MAKE) --no-print-directory tsan
 	$(MAKE) --no-print-directory fuzz
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	ctest --test-dir $(ASAN_DIR) --output-on-failure
+	ctest --test-dir $(TSAN_DIR) --output-on-failure
 	ctest --test-dir $(FUZZ_DIR) --output-on-failure
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

@@ -251,7 +251,7 @@ static void parse_workers(struct ycfg *y, yaml_node_t *node, const char *key, vo
     ycfg_error(y, node, key, "expected auto or a number of worker threads");
     return;
   }
-  if (ycfg_uint(y, node, key, 1, 256, &n)) *(unsigned *)target = (unsigned)n;
+  if (ycfg_uint(y, node, key, 1, CONFIG_MAX_WORKERS, &n)) *(unsigned *)target = (unsigned)n;
 }
 
 static void parse_timeouts(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
@@ -463,7 +463,7 @@ void config_free(struct config *cfg) {
 unsigned config_worker_count(const struct config *cfg) {
   if (cfg->workers) return cfg->workers;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (unsigned)MIN(n, 256) : 1;
+  return n > 0 ? (unsigned)MIN(n, CONFIG_MAX_WORKERS) : 1;
 }
 
 const char *config_policy_name(enum ocsp_policy policy) {

@@ -143,7 +143,7 @@ static void next_update_row(struct strbuf *b, const char *name, const struct sta
 static void staples_sent_row(struct strbuf *b, const char *name, const struct stapling_job *j,
                              const char *l, time_t now) {
   (void)now;
-  sample(b, name, l, atomic_load(&((struct cert *)j->cert)->staples_sent));
+  sample(b, name, l, cert_staples_sent(j->cert));
 }
 
 static void fetches_row(struct strbuf *b, const char *name, const struct stapling_job *j,

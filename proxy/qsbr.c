@@ -2,8 +2,14 @@
 
 #include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "stapler/util.h"
+
+_Thread_local _Atomic uint64_t *qsbr_reader_counter;
+unsigned qsbr_test_hold_us;
+
+void qsbr_test_hold(void) { usleep(qsbr_test_hold_us); }
 
 struct qsbr_retired {
   struct qsbr_retired *next;
@@ -32,9 +38,10 @@ void qsbr_retire(struct qsbr *q, void *ptr, void (*destroy)(void *)) {
 
 static bool safe(const struct qsbr *q, const struct qsbr_retired *r) {
   for (size_t i = 0; i < q->count; i++) {
-    uint64_t now = atomic_load_explicit(q->counters[i], memory_order_seq_cst);
-    bool was_polling = r->snapshot[i] & 1;
-    if (!was_polling && now == r->snapshot[i]) return false; /* still in the same callback run */
+    bool was_reading = r->snapshot[i] & 1;
+    if (was_reading &&
+        atomic_load_explicit(q->counters[i], memory_order_seq_cst) == r->snapshot[i])
+      return false; /* still inside the section it was in at retirement */
   }
   return true;
 }

@@ -68,6 +68,32 @@ static void on_ticket_rotation(uv_timer_t *t) {
   log_debug("session ticket keys rotated");
 }
 
+/* Tests only: with STAPLER_TEST_CHURN_MS, every staple and the ticket key set are replaced by
+ * equal copies in bursts this often, so handshakes on the workers race with reclamation
+ * (qsbr.h) the whole time instead of twice a day. Never set in production. */
+static void on_churn(uv_timer_t *t) {
+  struct server *s = t->data;
+  for (int i = 0; i < 16; i++) { /* a burst: a retirement every few microseconds */
+    stapling_republish(&s->stapling);
+    if (s->tickets) publish_tickets(s, tickets_copy(s->tickets));
+    qsbr_reclaim(&s->qsbr);
+  }
+}
+
+/* Before the workers start: read sections are held open while staples churn. */
+static void prepare_churn(void) {
+  const char *ms = getenv("STAPLER_TEST_CHURN_MS");
+  if (ms && atoi(ms) > 0) qsbr_test_hold_us = 200;
+}
+
+static void start_churn(struct server *s) {
+  const char *ms = getenv("STAPLER_TEST_CHURN_MS");
+  if (!ms || atoi(ms) <= 0) return;
+  log_warn("STAPLER_TEST_CHURN_MS=%s: replacing staples and ticket keys continuously (tests "
+           "only)", ms);
+  uv_timer_start(&s->churn_timer, on_churn, (uint64_t)atoi(ms), (uint64_t)atoi(ms));
+}
+
 /* The key file when configured (checked), else generated keys rotated every 12 hours. */
 static bool setup_tickets(struct server *s, const struct config *cfg) {
   if (!cfg->tls.session_tickets) return true;
@@ -109,22 +135,37 @@ static bool start_admin(struct server *s, const struct config *cfg, struct admin
 
 /* ---- reload ----------------------------------------------------------------------------------*/
 
-/* Hands `gen` to every worker and waits until each serves it: reloads never overlap. */
+/* Hands `gen` to every worker. They take it when their loop next runs and say so through
+ * `worker_applied`; the control loop goes on meanwhile (OCSP timers, the admin endpoint). */
 static void update_workers(struct server *s, struct generation *gen, const int *fds) {
   size_t nl = gen->cfg->listen_count;
-  unsigned before[256];
+  s->reload_target++;
   for (unsigned i = 0; i < s->worker_count; i++) {
-    before[i] = atomic_load(&s->workers[i].updates_applied);
     struct worker_update *u = xmalloc(sizeof *u);
     u->gen = generation_ref(gen);
     u->fds = xmalloc((nl ? nl : 1) * sizeof *u->fds);
     memcpy(u->fds, fds + (size_t)i * nl, nl * sizeof *u->fds);
     worker_update(&s->workers[i], u);
   }
+}
+
+static void reload(struct server *s);
+
+/* A worker took a new generation. When all have, the reload is done; a SIGHUP that came
+ * meanwhile runs now (reloads never overlap: each builds on the one before). */
+static void on_worker_applied(uv_async_t *a) {
+  struct server *s = a->data;
+  if (!s->reloading) return;
   for (unsigned i = 0; i < s->worker_count; i++)
-    for (int waited = 0; atomic_load(&s->workers[i].updates_applied) == before[i] && waited < 10000;
-         waited++)
-      uv_sleep(1);
+    if (atomic_load(&s->workers[i].updates_applied) < s->reload_target) return;
+  s->reloading = false;
+  s->reloads_ok++;
+  log_info("reloaded: generation %u, %zu certificate(s), %zu listen address(es)", s->gen->id,
+           s->gen->certs->cert_count, s->gen->cfg->listen_count);
+  if (s->reload_again && !s->stopping) {
+    s->reload_again = false;
+    reload(s);
+  }
 }
 
 static struct generation *load_next(struct server *s) {
@@ -141,6 +182,11 @@ static struct generation *load_next(struct server *s) {
 static void reload(struct server *s) {
   if (!s->config_path) {
     log_warn("SIGHUP: running the built-in default, there is no file to reload");
+    return;
+  }
+  if (s->reloading) {
+    log_info("SIGHUP: a reload is under way; reloading again once the workers have it");
+    s->reload_again = true;
     return;
   }
   log_info("SIGHUP: reloading %s", s->config_path);
@@ -167,14 +213,12 @@ static void reload(struct server *s) {
   if (config_worker_count(gen->cfg) != s->worker_count)
     log_warn("workers: the number of worker threads changes only at restart");
   stapling_attach(&s->stapling, gen);
+  s->reloading = true;
   update_workers(s, gen, fds);
   free(fds);
   generation_unref(s->gen);
   s->gen = gen;
   log_configure(gen->cfg->log.level, gen->cfg->log.format);
-  s->reloads_ok++;
-  log_info("reloaded: generation %u, %zu certificate(s), %zu listen address(es)", gen->id,
-           gen->certs->cert_count, gen->cfg->listen_count);
 }
 
 /* ---- stopping --------------------------------------------------------------------------------*/
@@ -185,7 +229,9 @@ static void close_control_handles(struct server *s) {
   uv_close((uv_handle_t *)&s->sighup, NULL);
   uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
   uv_close((uv_handle_t *)&s->ticket_timer, NULL);
+  uv_close((uv_handle_t *)&s->churn_timer, NULL);
   uv_close((uv_handle_t *)&s->worker_exited, NULL);
+  uv_close((uv_handle_t *)&s->worker_applied, NULL);
 }
 
 static void on_worker_exited(uv_async_t *a) {
@@ -207,6 +253,7 @@ static void begin_shutdown(struct server *s, const char *signame) {
   admin_stop(s->admin);
   s->admin = NULL;
   uv_timer_stop(&s->ticket_timer);
+  uv_timer_stop(&s->churn_timer);
   log_info("%s: no longer accepting; draining %zu connection(s) for up to %llu ms", signame,
            server_open_connections(s),
            (unsigned long long)s->gen->cfg->timeouts.shutdown_ms);
@@ -251,12 +298,16 @@ static void log_start(const struct server *s) {
 
 static void init_control(struct server *s) {
   s->quiescent = xcalloc(s->worker_count, sizeof *s->quiescent);
-  for (unsigned i = 0; i < s->worker_count; i++) s->quiescent[i] = &s->workers[i].quiescent;
+  for (unsigned i = 0; i < s->worker_count; i++) s->quiescent[i] = &s->workers[i].reading;
   qsbr_init(&s->qsbr, s->quiescent, s->worker_count);
   uv_timer_init(s->loop, &s->ticket_timer);
   s->ticket_timer.data = s;
+  uv_timer_init(s->loop, &s->churn_timer);
+  s->churn_timer.data = s;
   uv_async_init(s->loop, &s->worker_exited, on_worker_exited);
   s->worker_exited.data = s;
+  uv_async_init(s->loop, &s->worker_applied, on_worker_applied);
+  s->worker_applied.data = s;
   uv_timer_init(s->loop, &s->shutdown_timer);
   s->shutdown_timer.data = s;
   watch_signal(s, &s->sigterm, SIGTERM);
@@ -305,8 +356,10 @@ int server_run(struct generation *gen, const char *config_path) {
     begin_shutdown(&s, "start-up failed");
     for (unsigned i = 0; i < s.worker_count; i++) worker_command(&s.workers[i], WORKER_STOP);
   }
+  prepare_churn();
   for (unsigned i = 0; i < s.worker_count; i++) worker_start(&s.workers[i]);
   if (!start_failed) log_start(&s); /* a failed start listens nowhere: say nothing of it */
+  if (!start_failed) start_churn(&s);
   log_async_start();
   uv_run(s.loop, UV_RUN_DEFAULT);
 

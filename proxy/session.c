@@ -270,7 +270,7 @@ static void count_handshake(struct session *s) {
   if (SSL_session_reused(s->tls.ssl)) stat_add(st, STAT_HANDSHAKES_RESUMED, 1);
   if (s->tls.stapled) {
     stat_add(st, STAT_STAPLES_SENT, 1);
-    cert_count_staple(s->tls.cert);
+    cert_count_staple(s->tls.cert, s->worker->id);
   }
 }
 

@@ -18,6 +18,15 @@ struct staple *staple_new(const uint8_t *der, size_t len, const struct ocsp_resu
   return s;
 }
 
+struct staple *staple_copy(const struct staple *from) {
+  struct staple *s = xmalloc(sizeof *s);
+  memcpy(s, from, sizeof *s); /* every field, then the ones a copy must not share */
+  atomic_init(&s->refs, 1);
+  s->der = xmalloc(from->len);
+  memcpy(s->der, from->der, from->len);
+  return s;
+}
+
 struct staple *staple_ref(struct staple *s) {
   if (s) atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
   return s;

@@ -331,6 +331,14 @@ void stapling_init(struct stapling *s, uv_loop_t *loop, struct qsbr *qsbr) {
   s->reclaim_timer.data = s;
 }
 
+void stapling_republish(struct stapling *s) {
+  for (struct stapling_job *job = s->jobs; job; job = job->next) {
+    const struct staple *cur = cert_staple(job->cert);
+    if (cur) publish(s, job->cert, staple_copy(cur));
+  }
+  qsbr_reclaim(s->qsbr);
+}
+
 void stapling_stop(struct stapling *s) {
   if (s->stopped) return;
   s->stopped = true;

@@ -11,15 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stapler/qsbr.h"
 #include "stapler/util.h"
 
 #define MAX_FILE_KEYS 16
 
 static _Atomic(struct ticket_keys *) current;
 
-static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *cctx,
-                     HMAC_CTX *hctx, int encrypt) {
-  const struct ticket_keys *keys = atomic_load_explicit(&current, memory_order_acquire);
+static int use_keys(uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *cctx, HMAC_CTX *hctx,
+                    int encrypt) {
+  const struct ticket_keys *keys = atomic_load_explicit(&current, memory_order_seq_cst);
   if (!keys || keys->count == 0) return encrypt ? -1 : 0;
   if (encrypt) {
     const struct ticket_key *k = &keys->keys[0];
@@ -41,15 +42,31 @@ static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *c
   return 0; /* unknown key: a full handshake */
 }
 
+/* The keys may be replaced and freed by the control thread at any moment: they are used only
+ * inside this qsbr read section, and copied into the contexts before it ends. */
+static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *cctx,
+                     HMAC_CTX *hctx, int encrypt) {
+  qsbr_read_begin();
+  int r = use_keys(key_name, iv, cctx, hctx, encrypt);
+  qsbr_read_end();
+  return r;
+}
+
 void tickets_setup_ctx(SSL_CTX *ctx) { SSL_CTX_set_tlsext_ticket_key_cb(ctx, ticket_cb); }
 
 struct ticket_keys *tickets_publish(struct ticket_keys *keys) {
-  return atomic_exchange_explicit(&current, keys, memory_order_acq_rel);
+  return atomic_exchange_explicit(&current, keys, memory_order_seq_cst);
 }
 
 static struct ticket_keys *alloc_keys(size_t count) {
   struct ticket_keys *k = xcalloc(1, sizeof *k + count * sizeof k->keys[0]);
   k->count = count;
+  return k;
+}
+
+struct ticket_keys *tickets_copy(const struct ticket_keys *from) {
+  struct ticket_keys *k = alloc_keys(from->count);
+  memcpy(k->keys, from->keys, from->count * sizeof k->keys[0]);
   return k;
 }
 

@@ -6,6 +6,7 @@
 
 #include "stapler/generation.h"
 #include "stapler/log.h"
+#include "stapler/qsbr.h"
 #include "stapler/tickets.h"
 #include "stapler/util.h"
 
@@ -61,7 +62,7 @@ static void make_bio_method(void) {
 
 /* ---- handshake callbacks ---------------------------------------------------------------------*/
 
-static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *hello) {
+static enum ssl_select_cert_result_t choose_certificate(const SSL_CLIENT_HELLO *hello) {
   struct tls_session *t = SSL_get_app_data(hello->ssl);
   struct client_caps caps;
   if (!clienthello_parse(hello->client_hello, hello->client_hello_len, &caps)) {
@@ -80,13 +81,22 @@ static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *
   if (!SSL_set_chain_and_key(hello->ssl, c->chain, c->chain_len, c->key, NULL))
     return ssl_select_cert_error;
   t->cert = c;
-  /* The staple is copied here, inside this callback: see qsbr.h for why that matters. */
+  /* The staple is copied here, inside the read section: see qsbr.h for why that matters. */
   if (choice.staple) {
     if (!SSL_set_ocsp_response(hello->ssl, choice.staple->der, choice.staple->len))
       return ssl_select_cert_error;
     t->stapled = true;
   }
   return ssl_select_cert_success;
+}
+
+/* The staple read here may be replaced and freed by the control thread at any moment: the
+ * whole choice is one qsbr read section. */
+static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *hello) {
+  qsbr_read_begin();
+  enum ssl_select_cert_result_t r = choose_certificate(hello);
+  qsbr_read_end();
+  return r;
 }
 
 /* Server preference: the first configured protocol the client also offers. A client offering

@@ -23,12 +23,7 @@ static void finish_if_done(struct worker *w) {
   /* The last handles: uv_run returns once they are closed. */
   backend_pool_close(&w->backend_pool);
   uv_close((uv_handle_t *)&w->wakeup, NULL);
-  uv_close((uv_handle_t *)&w->before_poll, NULL);
-  uv_close((uv_handle_t *)&w->after_poll, NULL);
 }
-
-static void on_before_poll(uv_prepare_t *p) { qsbr_quiescent(&((struct worker *)p->data)->quiescent); }
-static void on_after_poll(uv_check_t *c) { qsbr_quiescent(&((struct worker *)c->data)->quiescent); }
 
 static void stop_listening(struct worker *w) {
   for (size_t i = 0; i < w->listener_count; i++) listener_stop(w->listeners[i]);
@@ -101,6 +96,7 @@ static void apply_update(struct worker *w) {
   free(u->fds);
   free(u);
   atomic_fetch_add(&w->updates_applied, 1);
+  uv_async_send(&w->server->worker_applied);
 }
 
 /* Releases an update that was never applied, closing its sockets. */
@@ -194,12 +190,7 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
   reset_backend_addr(w);
   uv_async_init(&w->loop, &w->wakeup, on_wakeup);
   w->wakeup.data = w;
-  atomic_init(&w->quiescent, 0);
-  uv_prepare_init(&w->loop, &w->before_poll);
-  uv_check_init(&w->loop, &w->after_poll);
-  w->before_poll.data = w->after_poll.data = w;
-  uv_prepare_start(&w->before_poll, on_before_poll);
-  uv_check_start(&w->after_poll, on_after_poll);
+  atomic_init(&w->reading, 0);
   const struct config *cfg = gen->cfg;
   w->listener_count = cfg->listen_count;
   w->listeners = xcalloc(cfg->listen_count, sizeof *w->listeners);
@@ -209,6 +200,7 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
 
 static void run(void *arg) {
   struct worker *w = arg;
+  qsbr_register_reader(&w->reading);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   atomic_fetch_add(&w->server->workers_exited, 1);
   uv_async_send(&w->server->worker_exited);
@@ -223,7 +215,7 @@ void worker_command(struct worker *w, enum worker_command cmd) {
 
 void worker_update(struct worker *w, struct worker_update *u) {
   pthread_mutex_lock(&w->mailbox_lock);
-  struct worker_update *old = w->mailbox; /* the server waits for each update: not expected */
+  struct worker_update *old = w->mailbox; /* reloads wait for every worker: not expected */
   w->mailbox = u;
   pthread_mutex_unlock(&w->mailbox_lock);
   if (old) discard_update(old);

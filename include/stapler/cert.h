@@ -15,6 +15,8 @@
 #include "stapler/staple.h"
 #include "stapler/strlist.h"
 
+#define CERT_COUNTER_SLOTS 16
+
 struct cert {
   char *label;            /* the cert file path, or a name for generated ones */
   struct cert_info info;
@@ -29,21 +31,35 @@ struct cert {
   /* The current verified staple, or NULL. Replaced by the control thread while workers read
    * it (see qsbr.h); read it with cert_staple(). */
   _Atomic(struct staple *) staple;
-  _Atomic uint64_t staples_sent; /* by all workers, for metrics */
+  /* Staples sent, one cache line per worker (workers beyond CERT_COUNTER_SLOTS share), so no
+   * two workers write one line on the handshake path; readers sum them. */
+  struct cert_counter {
+    _Atomic uint64_t v;
+    char pad[64 - sizeof(uint64_t)];
+  } staples_sent[CERT_COUNTER_SLOTS];
 };
 
-static inline void cert_count_staple(const struct cert *c) {
-  atomic_fetch_add_explicit(&((struct cert *)c)->staples_sent, 1, memory_order_relaxed);
+static inline void cert_count_staple(const struct cert *c, unsigned worker_id) {
+  struct cert_counter *slot =
+      &((struct cert *)c)->staples_sent[worker_id % CERT_COUNTER_SLOTS];
+  atomic_fetch_add_explicit(&slot->v, 1, memory_order_relaxed);
+}
+
+static inline uint64_t cert_staples_sent(const struct cert *c) {
+  uint64_t sum = 0;
+  for (unsigned i = 0; i < CERT_COUNTER_SLOTS; i++)
+    sum += atomic_load_explicit(&((struct cert *)c)->staples_sent[i].v, memory_order_relaxed);
+  return sum;
 }
 
 static inline struct staple *cert_staple(const struct cert *c) {
-  return atomic_load_explicit(&((struct cert *)c)->staple, memory_order_acquire);
+  return atomic_load_explicit(&((struct cert *)c)->staple, memory_order_seq_cst);
 }
 
 /* Installs `s` (taking its reference) and returns the previous staple, which the caller
  * releases once no worker can be reading it. */
 static inline struct staple *cert_swap_staple(struct cert *c, struct staple *s) {
-  return atomic_exchange_explicit(&c->staple, s, memory_order_acq_rel);
+  return atomic_exchange_explicit(&c->staple, s, memory_order_seq_cst);
 }
 
 /* Loads cert, key and optional static staple named by `cc`, checking that the key matches,

@@ -117,6 +117,9 @@ struct config *config_default(void);
 
 void config_free(struct config *cfg);
 
+/* The most worker threads a process runs (`workers:`, and what auto may choose). */
+#define CONFIG_MAX_WORKERS 256
+
 /* Number of workers to run: `workers`, or the number of usable cores for auto. */
 unsigned config_worker_count(const struct config *cfg);
 

@@ -21,11 +21,15 @@ struct server {
   unsigned worker_count;
   atomic_uint workers_exited;
   uv_async_t worker_exited;
+  uv_async_t worker_applied; /* a worker took a new generation */
+  unsigned reload_target;    /* updates each worker must have applied to finish the reload */
+  bool reloading, reload_again;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t shutdown_timer;
   uv_timer_t ticket_timer;  /* rotates generated ticket keys */
+  uv_timer_t churn_timer;   /* tests only: see STAPLER_TEST_CHURN_MS in server.c */
   struct qsbr qsbr;             /* frees staples and ticket keys the workers may be reading */
-  _Atomic uint64_t **quiescent; /* each worker's counter, for qsbr */
+  _Atomic uint64_t **quiescent; /* each worker's read-section counter, for qsbr */
   struct stapling stapling;     /* fetches and publishes OCSP staples */
   struct admin *admin;          /* NULL when admin is off */
   struct ticket_keys *tickets;  /* the published set (owned by the publication) */

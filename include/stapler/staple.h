@@ -21,6 +21,8 @@ struct staple {
 
 /* Copies `der`; takes times and status from `verified`. The new staple has one reference. */
 struct staple *staple_new(const uint8_t *der, size_t len, const struct ocsp_result *verified);
+/* An equal staple of its own (one reference). */
+struct staple *staple_copy(const struct staple *from);
 struct staple *staple_ref(struct staple *s);
 void staple_unref(struct staple *s);
 

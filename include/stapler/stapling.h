@@ -50,6 +50,9 @@ void stapling_init(struct stapling *s, uv_loop_t *loop, struct qsbr *qsbr);
 /* Looks after `gen`'s certificates from now on (a reference is taken). */
 void stapling_attach(struct stapling *s, struct generation *gen);
 /* Cancels fetches and closes the timers; the loop can then finish. */
+/* Replaces every current staple with an equal copy, retiring the old ones: tests use it to
+ * race handshakes against reclamation (STAPLER_TEST_CHURN_MS). */
+void stapling_republish(struct stapling *s);
 void stapling_stop(struct stapling *s);
 /* Frees everything; after the loop has run the close callbacks. */
 void stapling_free(struct stapling *s);

@@ -38,6 +38,8 @@ void tickets_setup_ctx(SSL_CTX *ctx);
 struct ticket_keys *tickets_publish(struct ticket_keys *keys);
 
 /* A new random key first, then up to TICKET_KEYS_KEPT - 1 keys of `previous` (may be NULL). */
+/* The same keys in a new set (tests replace the published set with it to race readers). */
+struct ticket_keys *tickets_copy(const struct ticket_keys *from);
 struct ticket_keys *tickets_rotate(const struct ticket_keys *previous);
 
 /* Reads a key file. NULL with `err` on any problem. */

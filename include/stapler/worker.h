@@ -43,9 +43,7 @@ struct worker {
   pthread_mutex_t mailbox_lock;
   struct worker_update *mailbox;
   atomic_uint updates_applied;
-  uv_prepare_t before_poll; /* both bump `quiescent` (see qsbr.h) */
-  uv_check_t after_poll;
-  _Atomic uint64_t quiescent;
+  _Atomic uint64_t reading; /* odd inside a read section of shared objects (see qsbr.h) */
   struct bufpool pool;
   struct generation *gen; /* the generation new connections use; the worker holds a ref */
   struct listener **listeners; /* one per listen entry of `gen` (NULL if it failed) */

@@ -312,6 +312,8 @@ class StaplerCase(unittest.TestCase):
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23:"
                                             "quarantine_size_mb=16",
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+                   TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:"
+                                "suppressions=" + os.path.join(HERE, "..", "tsan.supp"),
                    STAPLER_TEST_CLOCK_OFFSET=str(clock_offset))
         p = self.start([STAPLER, "-c", cfg], name, env)
         p.config_path = cfg

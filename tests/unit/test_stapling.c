@@ -15,7 +15,6 @@
 #include "stapler/ocsp_request.h"
 #include "stapler/ocsp_schedule.h"
 #include "stapler/ocsp_verify.h"
-#include "stapler/qsbr.h"
 #include "testing.h"
 
 #define V "ocsp/stapler/"
@@ -299,32 +298,6 @@ static void test_cache_roundtrip(void) {
   CHECK(!ocsp_cache_prepare("/proc/stapler-cannot-be-here", err, sizeof err));
 }
 
-static int destroyed;
-static void count_destroy(void *p) { destroyed++; }
-
-static void test_qsbr(void) {
-  _Atomic uint64_t a = 0, b = 0;
-  _Atomic uint64_t *counters[] = {&a, &b};
-  struct qsbr q;
-  qsbr_init(&q, counters, 2);
-  destroyed = 0;
-  int obj;
-  qsbr_retire(&q, &obj, count_destroy);    /* both workers busy (even): wait */
-  CHECK_EQ_INT(destroyed, 0);
-  qsbr_quiescent(&a);                      /* a goes to poll */
-  CHECK_EQ_INT(qsbr_reclaim(&q), 1);       /* b may still hold it */
-  qsbr_quiescent(&b);
-  CHECK_EQ_INT(qsbr_reclaim(&q), 0);
-  CHECK_EQ_INT(destroyed, 1);
-  qsbr_retire(&q, &obj, count_destroy);    /* both polling now: freed at once */
-  CHECK_EQ_INT(destroyed, 2);
-  qsbr_quiescent(&a);                      /* a busy again */
-  qsbr_retire(&q, &obj, count_destroy);
-  CHECK_EQ_INT(destroyed, 2);
-  qsbr_destroy(&q);
-  CHECK_EQ_INT(destroyed, 3);
-}
-
 static void test_url_parse(void) {
   char host[256], path[256];
   uint16_t port;
@@ -411,6 +384,5 @@ TEST_MAIN({
   RUN(test_policies);
   RUN(test_policy_fallback);
   RUN(test_cache_roundtrip);
-  RUN(test_qsbr);
   RUN(test_url_parse);
 })
