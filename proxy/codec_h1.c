@@ -244,6 +244,7 @@ static void on_request_head(void *ctx) {
   h->exchange = exchange_new(session_of(h), &kExchangeEvents, h);
   h->exchange->record.started_at = h->head_started_at;
   exchange_start(h->exchange, req, req->version_minor);
+  session_arm_timer(session_of(h)); /* the backend's connect timeout may come first */
 }
 
 static void on_request_body(void *ctx, const uint8_t *data, size_t len) {
@@ -424,7 +425,7 @@ static void h1_free(struct codec *c) {
 }
 
 static const struct codec_ops kOps = {h1_input, h1_client_eof, h1_client_writable,
-                                      h1_deadline, h1_expire, h1_drain, h1_free};
+                                      h1_deadline, h1_expire, h1_drain, NULL, h1_free};
 
 struct codec *codec_h1_new(struct session *s) {
   struct codec_h1 *h = xcalloc(1, sizeof *h);

@@ -104,7 +104,7 @@ static void tcp_free(struct codec *c) {
 }
 
 static const struct codec_ops kOps = {tcp_input, tcp_client_eof, tcp_client_writable,
-                                      tcp_deadline, tcp_expire, tcp_drain, tcp_free};
+                                      tcp_deadline, tcp_expire, tcp_drain, NULL, tcp_free};
 
 struct codec *codec_tcp_new(struct session *s) {
   struct codec_tcp *t = xcalloc(1, sizeof *t);

@@ -16,10 +16,13 @@
 
 #define MAX_CONFIG_BYTES (1024 * 1024)
 
+/* Before the file is read the mode is not known: the defaults are for http mode, and
+ * tcp mode drops h2 unless the file names it (see check_whole). */
 static void set_default_alpn(struct config *cfg) {
-  cfg->tls.alpn = xmalloc(sizeof(char *));
-  cfg->tls.alpn[0] = xstrdup("http/1.1");
-  cfg->tls.alpn_count = 1;
+  cfg->tls.alpn = xmalloc(2 * sizeof(char *));
+  cfg->tls.alpn[0] = xstrdup("h2");
+  cfg->tls.alpn[1] = xstrdup("http/1.1");
+  cfg->tls.alpn_count = 2;
 }
 
 static void set_default_upgrades(struct config *cfg) {
@@ -211,6 +214,7 @@ static void parse_alpn(struct ycfg *y, yaml_node_t *node, const char *key, void 
   free(tls->alpn);
   tls->alpn = names;
   tls->alpn_count = count;
+  tls->alpn_given = true;
 }
 
 static void parse_tls(struct ycfg *y, yaml_node_t *node, const char *key, void *target) {
@@ -348,15 +352,12 @@ static void check_whole(struct ycfg *y, yaml_node_t *root, struct config *cfg) {
   if (cfg->default_name) ascii_lower(cfg->default_name);
   if (cfg->tls.alpn_count == 0)
     ycfg_error(y, root, "tls.alpn", "expected at least one protocol");
-  bool has_h1 = false;
-  for (size_t i = 0; i < cfg->tls.alpn_count; i++) {
-    if (!strcmp(cfg->tls.alpn[i], "http/1.1")) has_h1 = true;
-    if (!strcmp(cfg->tls.alpn[i], "h2") && cfg->backend.mode != BACKEND_MODE_TCP)
-      ycfg_error(y, root, "tls.alpn",
-                 "h2 needs backend.mode: tcp (http mode forwards HTTP/1.1 only)");
+  /* tcp mode passes h2 to the backend only when the file says the backend speaks it. */
+  if (cfg->backend.mode == BACKEND_MODE_TCP && !cfg->tls.alpn_given) {
+    for (size_t i = 0; i < cfg->tls.alpn_count; i++) free(cfg->tls.alpn[i]);
+    cfg->tls.alpn[0] = xstrdup("http/1.1");
+    cfg->tls.alpn_count = 1;
   }
-  if (cfg->backend.mode == BACKEND_MODE_HTTP && cfg->tls.alpn_count && !has_h1)
-    ycfg_error(y, root, "tls.alpn", "http mode needs http/1.1 in the list");
 }
 
 static struct config *new_config(const char *path) {

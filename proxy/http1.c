@@ -67,48 +67,6 @@ static void trim_value(struct http_head *h, size_t i) {
     f->value_len--;
 }
 
-static bool scheme_is(const char *t, size_t n, const char *scheme) {
-  size_t k = strlen(scheme);
-  return n > k && !strncasecmp(t, scheme, k);
-}
-
-/* The request-target: origin-form, "*" for OPTIONS, or absolute-form (whose authority then
- * replaces Host, RFC 9112 3.2.2). Rewrites an absolute-form target to origin-form. */
-static const char *check_target(struct http_head *h) {
-  const char *t = http_head_target(h);
-  size_t n = h->target_len;
-  if (n == 0) return "empty request-target";
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)t[i];
-    if (c <= 0x20 || c >= 0x7f) return "control or non-ASCII byte in the request-target";
-    if (c == '#') return "fragment in the request-target";
-  }
-  if (t[0] == '/') return NULL;
-  if (n == 1 && t[0] == '*')
-    return http_head_method_is(h, "OPTIONS") ? NULL : "'*' target for a method other than OPTIONS";
-  size_t skip = scheme_is(t, n, "http://") ? 7 : scheme_is(t, n, "https://") ? 8 : 0;
-  if (!skip) return "request-target is neither origin-form nor absolute-form";
-  size_t a = skip, e = a;
-  while (e < n && t[e] != '/' && t[e] != '?') e++;
-  if (!http_authority_valid(t + a, e - a)) return "invalid authority in the request-target";
-  h->authority_off = h->target_off + (uint32_t)a;
-  h->authority_len = (uint32_t)(e - a);
-  h->has_authority = true;
-  if (e == n) { /* no path: "/" */
-    h->target_off = http_head_store(h, "/", 1);
-    h->target_len = 1;
-  } else if (t[e] == '?') { /* "/" then the query */
-    uint32_t off = http_head_store(h, "/", 1);
-    http_head_store_from(h, h->target_off + (uint32_t)e, n - e);
-    h->target_off = off;
-    h->target_len = (uint32_t)(n - e + 1);
-  } else {
-    h->target_off += (uint32_t)e;
-    h->target_len -= (uint32_t)e;
-  }
-  return NULL;
-}
-
 /* The one Upgrade token that may be forwarded: the first the client lists whose protocol name
  * (before any "/version") is in backend.upgrades. */
 static void choose_upgrade(struct http1_reader *r) {
@@ -150,7 +108,7 @@ static int check_request(struct http1_reader *r) {
     return fail(r, 505, "HTTP version other than 1.0 and 1.1");
   if (!fields_valid(h, 0)) return fail(r, 400, "invalid header field");
   for (size_t i = 0; i < h->field_count; i++) trim_value(h, i);
-  const char *bad_target = check_target(h);
+  const char *bad_target = http_head_check_target(h);
   if (bad_target) return fail(r, 400, bad_target);
   size_t host;
   size_t hosts = http_head_count(h, "host", &host);

@@ -95,7 +95,13 @@ static void render_traffic(const struct server *s, struct strbuf *b) {
   counter(b, s, "stapler_proxy_protocol_failures_total",
           "Connections closed for a missing or malformed PROXY protocol header.",
           STAT_PROXY_HEADER_FAILURES);
-  counter(b, s, "stapler_http_requests_total", "HTTP requests forwarded.", STAT_REQUESTS);
+  static const char *const protocols[] = {"http/1.1", "h2"};
+  static const enum stat_counter protocol_stats[] = {STAT_REQUESTS, STAT_REQUESTS_H2};
+  labelled(b, s, "stapler_http_requests_total", "HTTP requests by client protocol.",
+           "protocol", protocols, protocol_stats, 2);
+  counter(b, s, "stapler_http2_abuse_total",
+          "HTTP/2 connections closed for abusive frames (floods of frames that cost the "
+          "server and give the client nothing).", STAT_H2_ABUSE);
   static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   static const enum stat_counter class_stats[] = {STAT_RESPONSES_1XX, STAT_RESPONSES_2XX,
                                           STAT_RESPONSES_3XX, STAT_RESPONSES_4XX,

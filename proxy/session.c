@@ -304,7 +304,15 @@ static void handshake_done(struct session *s) {
   SSL_write(s->tls.ssl, "", 0);
   ERR_clear_error();
   build_forwarding(s);
-  s->codec = s->gen->cfg->backend.mode == BACKEND_MODE_TCP ? codec_tcp_new(s) : codec_h1_new(s);
+  const uint8_t *alpn = NULL;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(s->tls.ssl, &alpn, &alpn_len);
+  if (s->gen->cfg->backend.mode == BACKEND_MODE_TCP)
+    s->codec = codec_tcp_new(s);
+  else if (alpn_len == 2 && !memcmp(alpn, "h2", 2))
+    s->codec = codec_h2_new(s);
+  else
+    s->codec = codec_h1_new(s);
   session_arm_timer(s);
 }
 
@@ -522,6 +530,11 @@ void session_accept(struct worker *w, struct listener *l, int fd) {
   s->state = l->proxy_protocol ? SESSION_PROXY_HEADER : SESSION_HANDSHAKE;
   session_arm_timer(s);
   update_reading(s);
+}
+
+void session_generation_changed(struct session *s) {
+  if (s->state == SESSION_OPEN && s->codec->ops->generation_changed)
+    s->codec->ops->generation_changed(s->codec);
 }
 
 void session_drain(struct session *s) {

@@ -93,6 +93,7 @@ static void apply_update(struct worker *w) {
   generation_unref(w->gen);
   w->gen = u->gen;
   reset_backend_addr(w);
+  for (struct session *s = w->sessions; s; s = s->next) session_generation_changed(s);
   free(u->fds);
   free(u);
   atomic_fetch_add(&w->updates_applied, 1);

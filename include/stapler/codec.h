@@ -1,5 +1,6 @@
 /* The protocol a client session speaks once TLS is up, behind one interface so the session
- * need not know which: HTTP/1.1 (codec_h1.c) or, in tcp mode, a tunnel (codec_tcp.c).
+ * need not know which: HTTP/1.1 (codec_h1.c), HTTP/2 (codec_h2.c) or, in tcp mode, a tunnel
+ * (codec_tcp.c).
  *
  * A codec turns client bytes into exchanges and exchange events back into client bytes. The
  * session calls it; it calls the session (session.h) and its exchanges (exchange.h). It is
@@ -26,6 +27,9 @@ struct codec_ops {
   void (*expire)(struct codec *c, uint64_t now);
   /* The worker is stopping: end gracefully (after the exchange in flight). */
   void (*drain)(struct codec *c);
+  /* A reload made a new generation current: a codec that can move its client to it without
+   * losing a request does (HTTP/2: GOAWAY). May be NULL. */
+  void (*generation_changed)(struct codec *c);
   /* The session is gone: log what was cut short, free everything. */
   void (*free)(struct codec *c);
 };
@@ -37,6 +41,8 @@ struct codec {
 
 /* HTTP/1.1 (http mode). */
 struct codec *codec_h1_new(struct session *s);
+/* HTTP/2 (http mode, ALPN h2). */
+struct codec *codec_h2_new(struct session *s);
 /* A raw tunnel to the backend (tcp mode). */
 struct codec *codec_tcp_new(struct session *s);
 

@@ -51,8 +51,10 @@ struct config_cert {
 
 struct config_tls {
   uint16_t min_version; /* TLS1_2_VERSION or TLS1_3_VERSION */
-  char **alpn;
+  char **alpn;       /* offered in this order of preference; default [h2, http/1.1] in
+                        http mode, [http/1.1] in tcp mode */
   size_t alpn_count;
+  bool alpn_given;   /* the file set tls.alpn */
   bool session_tickets;
   char *ticket_key_file; /* optional */
 };

@@ -91,6 +91,11 @@ bool http_head_has_token(const struct http_head *h, const char *name, const char
 /* Whether field i is named as a token in any Connection field (hop-by-hop by declaration). */
 bool http_head_named_by_connection(const struct http_head *h, size_t i);
 
+/* The request-target in `h`: origin-form, "*" for OPTIONS, or absolute-form, whose authority
+ * then replaces Host (RFC 9112 3.2.2) and which is rewritten to origin-form. No control byte,
+ * space, non-ASCII byte or fragment. Returns NULL, or what is wrong. */
+const char *http_head_check_target(struct http_head *h);
+
 /* Field rules. */
 bool http_token_valid(const char *s, size_t n);          /* RFC 9110 5.6.2 */
 bool http_field_value_valid(const char *s, size_t n);    /* no CR, LF or NUL; no other CTLs */

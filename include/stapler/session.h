@@ -75,6 +75,8 @@ struct session {
 /* A connection `l` accepted: `fd` belongs to the session (or is closed at once when the
  * worker is draining or limits.max_connections is reached). */
 void session_accept(struct worker *w, struct listener *l, int fd);
+/* A reload made a new generation current (see codec.h). */
+void session_generation_changed(struct session *s);
 /* The worker is stopping: close what has not started, let the codec finish the rest. */
 void session_drain(struct session *s);
 

@@ -22,7 +22,9 @@ enum stat_counter {
   STAT_HANDSHAKE_FAIL_NO_STAPLE,      /* the OCSP policy forbade serving */
   STAT_HANDSHAKE_FAIL_PROTOCOL,       /* anything else BoringSSL refused */
   STAT_PROXY_HEADER_FAILURES,         /* bad PROXY protocol header from a load balancer */
-  STAT_REQUESTS,
+  STAT_REQUESTS,                      /* HTTP/1.1 requests */
+  STAT_REQUESTS_H2,                   /* HTTP/2 streams carrying a request */
+  STAT_H2_ABUSE,                      /* HTTP/2 connections closed for abusive frames */
   STAT_RESPONSES_1XX,
   STAT_RESPONSES_2XX,
   STAT_RESPONSES_3XX,

@@ -101,7 +101,6 @@ const server = http.createServer((req, res) => {
 server.on('connection', (sock) => {
   connections++;
   sock.stapler_requests = 0;
-  sock.on('data', () => {});
 });
 server.on('request', (req) => { req.socket.stapler_requests++; });
 server.keepAliveTimeout = parseInt(process.env.KEEPALIVE_MS || '5000', 10);

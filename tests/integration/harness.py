@@ -376,8 +376,11 @@ class StaplerCase(unittest.TestCase):
         return ctx.wrap_socket(raw, server_hostname=servername)
 
     def curl(self, url, args=(), timeout=60, check=False):
+        """curl over HTTP/1.1 unless `args` ask for --http2 (test_h2.py tests that one)."""
+        version = [] if "--http2" in args else ["--http1.1"]
         argv = [CURL, "-sS", "--cacert", self.pki.root + ".pem", "--resolve",
-                "localhost:%s:127.0.0.1" % url.split(":")[2].split("/")[0]] + list(args) + [url]
+                "localhost:%s:127.0.0.1" % url.split(":")[2].split("/")[0]] + version + \
+            list(args) + [url]
         p = subprocess.run(argv, capture_output=True, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError("curl failed %d: %s" % (p.returncode, p.stderr.decode()))

@@ -414,7 +414,8 @@ class AdminTest(RuntimeCase):
         self.request(self.port, b"/status/404")
         rc, out = self.s_client(self.port, ["-sigalgs", "RSA-PSS+SHA256"])
         after = self.parse_metrics(http_get(self.admin, "/metrics")[1])
-        self.assertEqual(after["stapler_http_requests_total"] - before["stapler_http_requests_total"], 6)
+        key = 'stapler_http_requests_total{protocol="http/1.1"}'
+        self.assertEqual(after[key] - before[key], 6)
         self.assertEqual(after['stapler_http_responses_total{class="2xx"}'] -
                          before['stapler_http_responses_total{class="2xx"}'], 5)
         self.assertEqual(after['stapler_http_responses_total{class="4xx"}'] -

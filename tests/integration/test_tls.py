@@ -125,13 +125,18 @@ class VersionAndAlpnTest(StaplerCase):
         self.assertEqual(rc, 0, out)
 
     def test_alpn(self):
-        p = self.proxy()
-        rc, out = self.s_client(p.port, ["-alpn", "h2,http/1.1"])
+        p = self.proxy()  # http mode: h2 first, then http/1.1
+        rc, out = self.s_client(p.port, ["-alpn", "http/1.1,h2"])
         self.assertEqual(rc, 0, out)
+        self.assertIn("ALPN protocol: h2", out)
+        rc, out = self.s_client(p.port, ["-alpn", "http/1.1"])
         self.assertIn("ALPN protocol: http/1.1", out)
-        rc, out = self.s_client(p.port, ["-alpn", "h2"])
+        rc, out = self.s_client(p.port, ["-alpn", "spdy/3"])
         self.assertNotEqual(rc, 0, out)
         self.assertIn("no application protocol", out)
+        q = self.proxy(extra="tls:\n  alpn: [http/1.1]\n", name="h1only")
+        rc, out = self.s_client(q.port, ["-alpn", "h2,http/1.1"])
+        self.assertIn("ALPN protocol: http/1.1", out)
 
 
 class StapleValidationTest(StaplerCase):

@@ -41,8 +41,12 @@ static void test_minimal_and_defaults(void) {
   CHECK(cfg->backend.forwarded_headers);
   CHECK_EQ_INT(cfg->backend.connect_timeout_ms, 5000);
   CHECK_EQ_INT(cfg->tls.min_version, TLS1_2_VERSION);
-  CHECK_EQ_INT(cfg->tls.alpn_count, 1);
-  CHECK_STR(cfg->tls.alpn[0], "http/1.1");
+  CHECK_EQ_INT(cfg->tls.alpn_count, 2); /* http mode: h2 first */
+  CHECK_STR(cfg->tls.alpn[0], "h2");
+  CHECK_STR(cfg->tls.alpn[1], "http/1.1");
+  CHECK_EQ_INT(cfg->backend.keepalive_ms, 4000);
+  CHECK_EQ_INT(cfg->backend.upgrade_count, 1);
+  CHECK_STR(cfg->backend.upgrades[0], "websocket");
   CHECK_EQ_INT(cfg->timeouts.idle_ms, 300000);
   CHECK_EQ_INT(cfg->limits.max_header_bytes, 32768);
   CHECK(!cfg->admin.enabled);
@@ -142,8 +146,9 @@ static void test_error_positions(void) {
   expect_error(yaml, "tls.min_version: expected one of 1.2 | 1.3, got '1.1'");
   snprintf(yaml, sizeof yaml, "%stls:\n  alpn: [h3]\n", kBase);
   expect_error(yaml, "tls.alpn: expected http/1.1 or h2, got 'h3'");
-  snprintf(yaml, sizeof yaml, "%stls:\n  alpn: [h2, http/1.1]\n", kBase);
-  expect_error(yaml, "tls.alpn: h2 needs backend.mode: tcp");
+  expect_error("listen:\n  - address: 127.0.0.1:8443\nbackend:\n  address: 127.0.0.1:4000\n"
+               "  upgrades: [h2c]\ncertificates:\n  - cert: a.pem\n    key: a.key\n",
+               "h2c cannot be tunnelled");
   snprintf(yaml, sizeof yaml, "%stimeouts: 5s\n", kBase);
   expect_error(yaml, "test.yaml:8:11: timeouts: expected a mapping, got a scalar");
   snprintf(yaml, sizeof yaml, "%sadmin:\n  port: 9443\n", kBase);
