@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc)
 BUILD_PKGS := cmake make gcc pkg-config android-libboringssl-dev libuv1-dev node-llhttp libyaml-dev \
               libnghttp2-dev
 TEST_PKGS := $(BUILD_PKGS) clang libclang-rt-14-dev openssl curl nodejs python3 \
-             python3-websockets python3-h11 python3-h2 nghttp2-client procps iproute2
+             python3-websockets python3-h11 python3-h2 nghttp2-client chromium procps iproute2
 
 # $(call install_missing,PACKAGES): installs the packages dpkg does not have yet.
 define install_missing

@@ -1,3 +1,5 @@
+/* Accepting by hand on a polled listening socket, pausing when descriptors run out
+ * (acceptor.h). */
 #include "stapler/acceptor.h"
 
 #include <errno.h>

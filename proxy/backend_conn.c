@@ -1,3 +1,6 @@
+/* One backend connection, the connection layer's bottom object: it reports connect, data,
+ * end and errors up to whichever exchange or tunnel holds it, and drops what it queued when
+ * it closes (backend_conn.h). */
 #include "stapler/backend_conn.h"
 
 #include <stddef.h>

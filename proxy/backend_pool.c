@@ -1,3 +1,5 @@
+/* The worker's keep-alive backend connections, handed to one exchange at a time
+ * (backend_pool.h). */
 #include "stapler/backend_pool.h"
 
 #include <errno.h>

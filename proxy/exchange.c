@@ -1,3 +1,6 @@
+/* One request and its response (or a tunnel), between a codec above and a borrowed backend
+ * connection below: the connection layer's middle object (session -> codec -> exchange ->
+ * backend connection). What it decides and why is in exchange.h. */
 #include "stapler/exchange.h"
 
 #include <stdlib.h>

@@ -65,6 +65,27 @@ const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://backend');
   const path = url.pathname;
   const q = (name, dflt) => (url.searchParams.has(name) ? url.searchParams.get(name) : dflt);
+  if (path === '/page') { // for a browser: n sub-resources, then the protocols they came over
+    const n = parseInt(q('n', '50'), 10);
+    let html = '<!doctype html><html><head><title>loading</title></head><body>' +
+      '<h1>stapler: ' + n + ' resources</h1><div>';
+    for (let i = 0; i < n; i++) html += '<img width="24" height="24" src="/pixel?i=' + i + '">';
+    html += '</div><pre id="result"></pre><script>window.onload = () => {' +
+      'const all = [performance.getEntriesByType("navigation")[0]]' +
+      '.concat(performance.getEntriesByType("resource"));' +
+      'const count = {}; for (const e of all) count[e.nextHopProtocol] = (count[e.nextHopProtocol] || 0) + 1;' +
+      'document.getElementById("result").textContent = JSON.stringify(count);' +
+      'document.title = "done " + JSON.stringify(count); };</script></body></html>';
+    res.writeHead(200, { 'Content-Type': 'text/html', 'Content-Length': Buffer.byteLength(html) });
+    return res.end(html);
+  }
+  if (path === '/pixel') {
+    const hue = (parseInt(q('i', '0'), 10) * 37) % 360;
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg" width="24" height="24">' +
+      '<rect width="24" height="24" fill="hsl(' + hue + ',70%,50%)"/></svg>';
+    res.writeHead(200, { 'Content-Type': 'image/svg+xml', 'Content-Length': svg.length });
+    return res.end(svg);
+  }
   if (path === '/bytes') return streamBytes(req, res, parseInt(q('n', '0'), 10), q('chunked', '0') === '1');
   if (path === '/stats') return sendJson(res, 200, { requests, connections });
   if (path.startsWith('/status/')) {
