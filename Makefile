@@ -6,6 +6,15 @@ ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
 FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
+# BORINGSSL=fast: link Debian's own BoringSSL rebuilt without OPENSSL_SMALL (about a minute
+# the first time; see docker/build-boringssl.sh) instead of the installed package's build.
+BORINGSSL ?= debian
+BSSL_FAST_DIR := $(abspath $(BUILD_DIR))/boringssl-fast
+ifeq ($(BORINGSSL),fast)
+  BSSL_CMAKE := -DSTAPLER_BORINGSSL_DIR=$(BSSL_FAST_DIR)
+else
+  BSSL_CMAKE := -DSTAPLER_BORINGSSL_DIR=
+endif
 
 BUILD_PKGS := cmake make gcc pkg-config android-libboringssl-dev libuv1-dev node-llhttp libyaml-dev \
               libnghttp2-dev
@@ -42,7 +51,10 @@ deps-test:
 	$(call install_missing,$(TEST_PKGS))
 
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ifeq ($(BORINGSSL),fast)
+	sh docker/build-boringssl.sh $(BSSL_FAST_DIR)
+endif
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(BSSL_CMAKE) >/dev/null
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 run: build

@@ -9,6 +9,7 @@
 #include "stapler/log.h"
 #include "stapler/ocsp_cli.h"
 #include "stapler/server.h"
+#include "stapler/tls.h"
 #include "stapler/util.h"
 
 static void usage(FILE *f) {
@@ -75,7 +76,12 @@ int main(int argc, char **argv) {
     case 'c': path = optarg; break;
     case 't': check = true; break;
     case 'h': usage(stdout); return 0;
-    case 'V': printf("stapler %s\n", STAPLER_VERSION); return 0;
+    case 'V': {
+      char tls[768];
+      tls_library_description(tls, sizeof tls);
+      printf("stapler %s\n%s\n", STAPLER_VERSION, tls);
+      return 0;
+    }
     default: usage(stderr); return 2;
     }
   }

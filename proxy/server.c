@@ -13,6 +13,7 @@
 #include "stapler/log.h"
 #include "stapler/preflight.h"
 #include "stapler/tickets.h"
+#include "stapler/tls.h"
 #include "stapler/util.h"
 
 static void close_fds(int *fds, size_t n) {
@@ -291,6 +292,9 @@ static void log_start(const struct server *s) {
              cfg->listen[i].proxy_protocol ? " (PROXY protocol expected)" : "");
   if (s->admin) log_info("admin endpoint on http://%s/ (/metrics /healthz /status)",
                          s->admin->address);
+  char tls[768];
+  tls_library_description(tls, sizeof tls);
+  log_info("TLS library: %s", tls);
   log_info("forwarding to %s (%s mode), %u worker(s), %zu certificate(s)",
            cfg->backend.addr.text, cfg->backend.mode == BACKEND_MODE_TCP ? "tcp" : "http",
            s->worker_count, s->gen->certs->cert_count);

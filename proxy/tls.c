@@ -1,6 +1,8 @@
 #include "stapler/tls.h"
 
+#include <dlfcn.h>
 #include <openssl/err.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -198,6 +200,29 @@ bool tls_write(struct tls_session *t, const uint8_t *data, size_t len) {
     len -= (size_t)n;
   }
   return true;
+}
+
+void tls_library_description(char *out, size_t cap) {
+  Dl_info info;
+  if (!dladdr((void *)SSL_new, &info) || !info.dli_fname) {
+    snprintf(out, cap, "BoringSSL (location unknown)");
+    return;
+  }
+  /* A build made by docker/build-boringssl.sh says what it is beside the libraries. */
+  char dir[512], line[256] = "";
+  snprintf(dir, sizeof dir, "%s", info.dli_fname);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  char path[600];
+  snprintf(path, sizeof path, "%s/BUILD-INFO", dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (!fgets(line, sizeof line, f)) line[0] = '\0';
+    fclose(f);
+    line[strcspn(line, "\n")] = '\0';
+  }
+  snprintf(out, cap, "BoringSSL %s (%s)", info.dli_fname,
+           line[0] ? line : "Debian's build, with OPENSSL_SMALL");
 }
 
 const char *tls_error_string(void) {

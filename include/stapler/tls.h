@@ -42,6 +42,10 @@ bool tls_has_input(const struct tls_session *t);
 /* Encrypts `len` bytes into the output chain. False when the session is broken. */
 bool tls_write(struct tls_session *t, const uint8_t *data, size_t len);
 
+/* Which BoringSSL the process runs on: the library's path, and whether it is Debian's build
+ * (OPENSSL_SMALL) or one rebuilt for speed. */
+void tls_library_description(char *out, size_t cap);
+
 /* Describes the last BoringSSL error for a log line. */
 const char *tls_error_string(void);
 

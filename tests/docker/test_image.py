@@ -221,6 +221,14 @@ class ImageTest(unittest.TestCase):
         line = [l for l in out.decode().splitlines() if "stapler -c" in l][0]
         self.assertEqual(line.split()[:2], ["stapler", "10001"], line)
 
+    def test_1_fast_boringssl(self):
+        """The image runs on Debian's BoringSSL rebuilt without OPENSSL_SMALL."""
+        out = sh(["podman", "run", "--rm", "--network", "host", IMAGE, "--version"],
+                 env=self.env).stdout.decode()
+        self.assertIn("/usr/local/lib/stapler/libssl.so.0", out)
+        self.assertIn("rebuilt without OPENSSL_SMALL", out)
+        self.assertIn("TLS library: BoringSSL /usr/local/lib/stapler/", self.logs())
+
     def test_2_both_certificates_and_staple(self):
         wait_until(lambda: self.logs().count("good from") >= 2, timeout=30, what="OCSP fetches")
         rc, out = self.s_client(status=True)
