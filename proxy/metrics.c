@@ -80,12 +80,13 @@ static void render_traffic(const struct server *s, struct strbuf *b) {
            versions, version_stats, 2);
   counter(b, s, "stapler_tls_resumed_total", "Handshakes that resumed a session (tickets).",
           STAT_HANDSHAKES_RESUMED);
-  static const char *const reasons[] = {"timeout", "no_certificate", "no_staple", "protocol"};
+  static const char *const reasons[] = {"timeout", "no_certificate", "no_staple", "bad_sni",
+                                        "protocol"};
   static const enum stat_counter reason_stats[] = {
       STAT_HANDSHAKE_FAIL_TIMEOUT, STAT_HANDSHAKE_FAIL_NO_CERTIFICATE,
-      STAT_HANDSHAKE_FAIL_NO_STAPLE, STAT_HANDSHAKE_FAIL_PROTOCOL};
+      STAT_HANDSHAKE_FAIL_NO_STAPLE, STAT_HANDSHAKE_FAIL_BAD_SNI, STAT_HANDSHAKE_FAIL_PROTOCOL};
   labelled(b, s, "stapler_tls_handshake_failures_total", "Failed TLS handshakes by reason.",
-           "reason", reasons, reason_stats, 4);
+           "reason", reasons, reason_stats, ARRAY_SIZE(reasons));
   counter(b, s, "stapler_proxy_protocol_failures_total",
           "Connections closed for a missing or malformed PROXY protocol header.",
           STAT_PROXY_HEADER_FAILURES);

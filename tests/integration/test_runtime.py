@@ -511,6 +511,37 @@ class LoggingTest(RuntimeCase):
                 self.assertEqual(doc["path"], "/echo")
                 self.assertEqual(doc["method"], "GET")
 
+    def test_client_bytes_cannot_forge_log_lines(self):
+        forged = "2026-12-04T00:00:00.000Z error FORGED"
+        for fmt in ("text", "json"):
+            port = free_port()
+            p = self.start_stapler(self.config(port, extra="log:\n  format: %s\n" % fmt),
+                                   name="stapler-" + fmt)
+            self.s_client(port, ["-alpn", "h3"], servername="evil\n" + forged)
+            self.s_client(port, ["-alpn", "h3\x1b[2J,x\"y"])
+            for path in (b"/\xff\xfe\xe2\x80\xa8", b'/a"b\\c'):
+                self.request(port, path)
+            self.wait_log(p, "TLS handshake failed", count=2)
+            self.wait_log(p, "access", count=2)
+            with open(p.log_path, "rb") as f:
+                text = f.read().decode("utf-8")  # strict: every line is UTF-8
+            shown = []
+            for line in text.splitlines():
+                self.assertFalse(line.startswith(forged), text)
+                if fmt == "json":
+                    doc = json.loads(line)
+                    shown.append(doc["msg"] + " " + str(doc.get("path")))
+                else:
+                    self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+                                           r"(error|warn |info |debug) \S")
+                    shown.append(line)
+            shown = "\n".join(shown)
+            # The same escaped text in both formats: what a client sent, visibly.
+            self.assertIn('"evil\\x0a' + forged + '"', shown)
+            self.assertIn('"h3\\x1b[2J", "x\\"y"', shown)
+            self.assertIn('/\\xff\\xfe\\xe2\\x80\\xa8', shown)
+            self.assertIn('/a\\"b\\\\c', shown)
+
     def test_access_log_when_client_leaves_before_the_response(self):
         port = free_port()
         p = self.start_stapler(self.config(port))
