@@ -3,6 +3,7 @@
 #include "stapler/strlist.h"
 #include "stapler/util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,12 +29,16 @@ static log_sink_fn *sink; /* tests only: see log_set_sink() */
 /* The ring: bytes [head, head + used) modulo RING_SIZE wait to be written. */
 static struct {
   pthread_mutex_t lock;
-  pthread_cond_t wake;
+  pthread_cond_t wake;     /* the writer waits on it for lines */
+  pthread_cond_t finished; /* log_async_stop waits on it for the writer */
   pthread_t writer;
-  bool running, stopping;
+  bool running, stopping, writer_done;
+  bool stuck; /* the writer was given up on: a direct write would block as well */
   char data[RING_SIZE];
   size_t head, used;
-} ring = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+} ring = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
+          .finished = PTHREAD_COND_INITIALIZER};
 static _Atomic uint64_t dropped;
 
 void log_configure(enum log_level level, enum log_format format) {
@@ -56,55 +61,90 @@ static void write_all(const char *p, size_t len) {
   }
 }
 
-static void wait_for_lines(void) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_nsec += FLUSH_MS * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
+static struct timespec realtime_in(uint64_t ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  t.tv_sec += (time_t)(ms / 1000);
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
   }
+  return t;
+}
+
+static void wait_for_lines(void) {
+  struct timespec until = realtime_in(FLUSH_MS);
   pthread_cond_timedwait(&ring.wake, &ring.lock, &until);
 }
 
 static void *writer_main(void *arg) {
-  static char chunk[64 * 1024];
+  /* Cancellable only inside write(), where it holds no lock: log_async_stop cancels a writer
+   * that stays stuck there. */
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
   pthread_mutex_lock(&ring.lock);
   for (;;) {
     while (ring.used == 0 && !ring.stopping) wait_for_lines();
     if (ring.used == 0) break; /* stopping, and everything written */
-    size_t n = ring.used < sizeof chunk ? ring.used : sizeof chunk;
-    size_t first = RING_SIZE - ring.head < n ? RING_SIZE - ring.head : n;
-    memcpy(chunk, ring.data + ring.head, first);
-    memcpy(chunk + first, ring.data, n - first);
-    ring.head = (ring.head + n) % RING_SIZE;
-    ring.used -= n;
+    /* Lines are only ever added outside [head, head + used): this part can be written without
+     * the lock, straight from the ring. */
+    const char *p = ring.data + ring.head;
+    size_t n = MIN(ring.used, RING_SIZE - ring.head);
     pthread_mutex_unlock(&ring.lock);
-    write_all(chunk, n);
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    ssize_t w = write(STDERR_FILENO, p, n);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    if (w < 0 && errno == EINTR)
+      w = 0; /* again */
+    else if (w <= 0)
+      w = (ssize_t)n; /* stderr is gone: nothing sensible to do with these bytes */
     pthread_mutex_lock(&ring.lock);
+    ring.head = (ring.head + (size_t)w) % RING_SIZE;
+    ring.used -= (size_t)w;
   }
+  ring.writer_done = true;
+  pthread_cond_signal(&ring.finished);
   pthread_mutex_unlock(&ring.lock);
   return NULL;
 }
 
 void log_async_start(void) {
   pthread_mutex_lock(&ring.lock);
-  if (!ring.running) {
-    ring.stopping = false;
+  if (!ring.running && !ring.stuck) {
+    ring.stopping = ring.writer_done = false;
     ring.running = pthread_create(&ring.writer, NULL, writer_main, NULL) == 0;
   }
   pthread_mutex_unlock(&ring.lock);
 }
 
-void log_async_stop(void) {
+/* Lines queued in the ring (a partly written one counts). */
+static uint64_t queued_lines(void) {
+  uint64_t lines = 0;
+  for (size_t i = 0; i < ring.used; i++) lines += ring.data[(ring.head + i) % RING_SIZE] == '\n';
+  return lines;
+}
+
+void log_async_stop(uint64_t timeout_ms) {
   pthread_mutex_lock(&ring.lock);
-  bool was_running = ring.running;
+  if (!ring.running) {
+    pthread_mutex_unlock(&ring.lock);
+    return;
+  }
   ring.stopping = true;
   pthread_cond_signal(&ring.wake);
+  struct timespec until = realtime_in(timeout_ms);
+  while (!ring.writer_done)
+    if (pthread_cond_timedwait(&ring.finished, &ring.lock, &until) == ETIMEDOUT) break;
+  bool late = !ring.writer_done;
   pthread_mutex_unlock(&ring.lock);
-  if (!was_running) return;
+  if (late) pthread_cancel(ring.writer);
   pthread_join(ring.writer, NULL);
   pthread_mutex_lock(&ring.lock);
+  if (!ring.writer_done) { /* cancelled in a write that did not return */
+    atomic_fetch_add(&dropped, queued_lines());
+    ring.used = 0;
+    ring.stuck = true;
+  }
   ring.running = false;
   pthread_mutex_unlock(&ring.lock);
   uint64_t lost = log_dropped();
@@ -120,9 +160,13 @@ static void emit(const char *line, size_t len, enum log_level level) {
     return;
   }
   pthread_mutex_lock(&ring.lock);
-  if (!ring.running || ring.stopping) {
+  if (!ring.running || ring.writer_done) {
+    bool stuck = ring.stuck;
     pthread_mutex_unlock(&ring.lock);
-    write_all(line, len);
+    if (stuck)
+      atomic_fetch_add(&dropped, 1);
+    else
+      write_all(line, len);
     return;
   }
   if (RING_SIZE - ring.used < len) {

@@ -66,9 +66,11 @@ struct strlist;
 void log_strlist(enum log_level level, const char *prefix, const struct strlist *list);
 
 void log_async_start(void);
-/* Writes out what is queued and stops the writer thread. */
-void log_async_stop(void);
-/* Lines dropped because the ring was full. */
+/* Writes out what is queued and stops the writer thread. A writer still stuck in a write after
+ * `timeout_ms` (stderr is a pipe nobody reads) is given up on: the lines it has not written are
+ * dropped and counted, and so is every later line. */
+void log_async_stop(uint64_t timeout_ms);
+/* Lines dropped because the ring was full or stderr was stuck. */
 uint64_t log_dropped(void);
 
 /* For tests: every line goes to `sink` instead of stderr (NULL: stderr again). */

@@ -595,6 +595,33 @@ class LoggingTest(RuntimeCase):
             proc.kill()
             proc.wait()
 
+    def test_blocked_stderr_does_not_delay_exit(self):
+        port = free_port()
+        cfg = self.write("stuck.yaml", self.config(port, extra="workers: 1\n"
+                                                   "timeouts:\n  shutdown: 2s\n"))
+        proc = subprocess.Popen([STAPLER, "-c", cfg], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # never read: the pipe fills up
+        try:
+            wait_until(lambda: listening_port(port), what="stapler")
+            with self.tls_connect(port) as s:
+                rest = b""
+                for i in range(1500):  # far more access lines than a pipe holds
+                    s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                    status, _, _, rest = read_http_response(s, rest)
+                    self.assertEqual(status, 200)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                rc = None
+            # timeouts.shutdown from the signal, and a little for the exit itself.
+            self.assertEqual(rc, 0, "no exit %.1f s after SIGTERM" % (time.monotonic() - t0))
+            self.assertLess(time.monotonic() - t0, 2 + (4 if SANITIZED else 1.5))
+        finally:
+            proc.kill()
+            proc.wait()
+
 
 def listening_port(port):
     out = subprocess.run(["ss", "-Hltn", "sport = :%d" % port], capture_output=True).stdout
