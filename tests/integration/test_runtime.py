@@ -85,6 +85,30 @@ class ReloadTest(RuntimeCase):
             self.assertEqual(self.request(self.port)[0], 200)
         self.assertNotIn("generation 2", p.log())
 
+    def test_reload_refuses_files_that_would_stall_it(self):
+        p = self.start_stapler(self.config(self.port, [self.pki.ecdsa]))
+        good = open(p.config_path).read()
+        fifo = os.path.join(self.tmp, "fifo")
+        os.mkfifo(fifo)
+        # A FIFO renamed over the config file, then a certificate that is one.
+        for name, text in (("stapler.yaml", None),
+                           ("with-fifo-cert.yaml", good.replace(self.pki.ecdsa["cert"], fifo))):
+            self.mark(p)
+            if text is None:
+                os.rename(fifo, p.config_path)
+            else:
+                os.replace(self.write(name, text), p.config_path)
+            p.send_signal(signal.SIGHUP)
+            wait_until(lambda: "stays in use" in p.log()[p.mark:], timeout=5, what="refusal")
+            self.assertIn("it is a FIFO, not a regular file", p.log()[p.mark:])
+            self.assertEqual(self.request(self.port)[0], 200)
+            if text is None:
+                os.rename(p.config_path, fifo)
+        self.mark(p)
+        self.write("stapler.yaml", good)
+        self.reload(p, 2)
+        self.assertIn("reloaded: generation 2", p.log())
+
     def test_listeners_added_and_removed(self):
         p = self.start_stapler(self.config(self.port))
         second = free_port()
