@@ -451,6 +451,24 @@ class AdminTest(RuntimeCase):
         expiry = [k for k in after if k.startswith("stapler_certificate_expiry_timestamp_seconds")]
         self.assertEqual(len(expiry), 2)
 
+    def test_metrics_with_a_long_certificate_path(self):
+        # A path of 900+ characters, with a quote and a backslash to escape on the way.
+        d = self.tmp
+        for i in range(5):
+            d = os.path.join(d, "%d-" % i + "x" * 180 + ('"\\' if i == 2 else ""))
+        os.makedirs(d)
+        long_cert = dict(self.pki.ecdsa, cert=os.path.join(d, "ecdsa.chain.pem"))
+        with open(self.pki.ecdsa["cert"]) as src, open(long_cert["cert"], "w") as dst:
+            dst.write(src.read())
+        self.assertGreater(len(long_cert["cert"]), 900)
+        self.start_with_admin(certs=[self.pki.rsa, long_cert])
+        m = self.parse_metrics(http_get(self.admin, "/metrics")[1])  # every line parses
+        label = long_cert["cert"].replace("\\", "\\\\").replace('"', '\\"')
+        self.assertIn('stapler_certificate_expiry_timestamp_seconds{certificate="%s",key="ecdsa"}'
+                      % label, m)
+        self.assertIn('stapler_ocsp_staple_info{certificate="%s",key="ecdsa",state="none"}'
+                      % label, m)
+
     def test_backend_error_kinds_counted_once(self):
         self.start_with_admin()
         self.assertEqual(self.request(self.port, b"/close-early")[0], 502)
