@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
+#include <uv.h>
 
 #include "stapler/http_head.h"
 #include "stapler/util.h"
@@ -455,8 +455,10 @@ void config_free(struct config *cfg) {
 
 unsigned config_worker_count(const struct config *cfg) {
   if (cfg->workers) return cfg->workers;
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (unsigned)MIN(n, 256) : 1;
+  /* The CPUs this process may run on (its affinity mask, as set by taskset or a container's
+   * cpuset), not all those online: more workers than that only take turns. */
+  unsigned n = uv_available_parallelism();
+  return n > 0 ? MIN(n, 256) : 1;
 }
 
 const char *config_policy_name(enum ocsp_policy policy) {

@@ -95,6 +95,18 @@ class CommandLineTest(StaplerCase):
             self.assertIn(want, out)
             self.assertLess(time.monotonic() - t0, 5)
 
+    def test_workers_auto_follows_cpu_affinity(self):
+        if len(os.sched_getaffinity(0)) < 2:
+            self.skipTest("needs two usable CPUs to tell the difference")
+        from harness import yaml_config
+        port = free_port()
+        cfg = self.write("auto.yaml", yaml_config(port, "127.0.0.1:1", [self.pki.ecdsa],
+                                                  "workers: auto\nocsp:\n  fetch: false\n"))
+        p = self.start(["taskset", "-c", "0", STAPLER, "-c", cfg], "stapler")
+        wait_until(lambda: "forwarding to" in p.log() or not p.alive(), what="stapler start")
+        self.assertIn(", 1 worker(s),", p.log())
+        self.assertEqual(p.stop(), 0, p.log())
+
     def test_port_in_use(self):
         blocker = socket.socket()
         blocker.bind(("127.0.0.1", 0))
