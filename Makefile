@@ -5,6 +5,9 @@ BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
 FUZZ_DIR ?= build-fuzz
 JOBS ?= $(shell nproc)
+# Warnings are errors in the builds `make test` makes (it sets WERROR=ON), not in `make run`'s,
+# which a newer compiler with new warnings must not stop.
+WERROR ?= OFF
 
 BUILD_PKGS := cmake make gcc pkg-config android-libboringssl-dev libuv1-dev node-llhttp libyaml-dev
 TEST_PKGS := $(BUILD_PKGS) clang libclang-rt-14-dev openssl curl nodejs python3 \
@@ -40,26 +43,29 @@ deps-test:
 	$(call install_missing,$(TEST_PKGS))
 
 build: deps
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSTAPLER_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 run: build
 	./$(BUILD_DIR)/stapler $(ARGS)
 
 asan: deps-test
-	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DSTAPLER_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DSTAPLER_SANITIZE=ON \
+	  -DSTAPLER_WERROR=$(WERROR) >/dev/null
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 
 fuzz: deps-test
-	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_FUZZ=ON >/dev/null
+	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_FUZZ=ON \
+	  -DSTAPLER_WERROR=$(WERROR) >/dev/null
 	cmake --build $(FUZZ_DIR) -j$(JOBS)
 
 # The whole suite: unit and integration tests on the release build and again under
 # AddressSanitizer + UndefinedBehaviorSanitizer, then a short run of every fuzz target.
 test: deps-test
-	$(MAKE) --no-print-directory build
-	$(MAKE) --no-print-directory asan
-	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory build WERROR=ON
+	$(MAKE) --no-print-directory asan WERROR=ON
+	$(MAKE) --no-print-directory fuzz WERROR=ON
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	ctest --test-dir $(ASAN_DIR) --output-on-failure
 	ctest --test-dir $(FUZZ_DIR) --output-on-failure
