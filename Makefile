@@ -15,6 +15,9 @@ ifeq ($(BORINGSSL),fast)
 else
   BSSL_CMAKE := -DSTAPLER_BORINGSSL_DIR=
 endif
+# Warnings are errors in the builds `make test` makes (it sets WERROR=ON), not in `make run`'s,
+# which a newer compiler with new warnings must not stop.
+WERROR ?= OFF
 
 BUILD_PKGS := cmake make gcc pkg-config android-libboringssl-dev libuv1-dev node-llhttp libyaml-dev \
               libnghttp2-dev
@@ -54,32 +57,36 @@ build: deps
 ifeq ($(BORINGSSL),fast)
 	sh docker/build-boringssl.sh $(BSSL_FAST_DIR)
 endif
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(BSSL_CMAKE) >/dev/null
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(BSSL_CMAKE) \
+	  -DSTAPLER_WERROR=$(WERROR) >/dev/null
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
 run: build
 	./$(BUILD_DIR)/stapler $(ARGS)
 
 asan: deps-test
-	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DSTAPLER_SANITIZE=ON >/dev/null
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DSTAPLER_SANITIZE=ON \
+	  -DSTAPLER_WERROR=$(WERROR) >/dev/null
 	cmake --build $(ASAN_DIR) -j$(JOBS)
 
 tsan: deps-test
-	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_TSAN=ON >/dev/null
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_TSAN=ON \
+	  -DSTAPLER_WERROR=$(WERROR) >/dev/null
 	cmake --build $(TSAN_DIR) -j$(JOBS)
 
 fuzz: deps-test
-	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_FUZZ=ON >/dev/null
+	CC=clang cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAPLER_FUZZ=ON \
+	  -DSTAPLER_WERROR=$(WERROR) >/dev/null
 	cmake --build $(FUZZ_DIR) -j$(JOBS)
 
 # The whole suite: unit and integration tests on the release build and again under
 # AddressSanitizer + UndefinedBehaviorSanitizer, the multi-threaded ones under
 # ThreadSanitizer, then a replay of every fuzz target's corpus and a short run of each.
 test: deps-test
-	$(MAKE) --no-print-directory build
-	$(MAKE) --no-print-directory asan
-	$(MAKE) --no-print-directory tsan
-	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory build WERROR=ON
+	$(MAKE) --no-print-directory asan WERROR=ON
+	$(MAKE) --no-print-directory tsan WERROR=ON
+	$(MAKE) --no-print-directory fuzz WERROR=ON
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
 	ctest --test-dir $(ASAN_DIR) --output-on-failure
 	ctest --test-dir $(TSAN_DIR) --output-on-failure

@@ -1,6 +1,5 @@
 #include "stapler/cert.h"
 
-#include <errno.h>
 #include <openssl/mem.h>
 #include <openssl//err.h>
 #include <openssl/evp.h>
@@ -26,8 +25,9 @@ static void free_chain_x509(X509 **chain, size_t n) {
 static X509 **read_pem_chain(const char *path, size_t *count, struct strlist *errors) {
   uint8_t *data;
   size_t len;
-  if (!read_file(path, &data, &len, MAX_PEM_BYTES)) {
-    strlist_add(errors, "%s: cannot read certificate file: %s", path, strerror(errno));
+  const char *why = read_file(path, &data, &len, MAX_PEM_BYTES);
+  if (why) {
+    strlist_add(errors, "%s: cannot read certificate file: %s", path, why);
     return NULL;
   }
   BIO *bio = BIO_new_mem_buf(data, (ssize_t)len);
@@ -53,8 +53,9 @@ static X509 **read_pem_chain(const char *path, size_t *count, struct strlist *er
 static EVP_PKEY *read_pem_key(const char *path, struct strlist *errors) {
   uint8_t *data;
   size_t len;
-  if (!read_file(path, &data, &len, MAX_PEM_BYTES)) {
-    strlist_add(errors, "%s: cannot read key file: %s", path, strerror(errno));
+  const char *why = read_file(path, &data, &len, MAX_PEM_BYTES);
+  if (why) {
+    strlist_add(errors, "%s: cannot read key file: %s", path, why);
     return NULL;
   }
   BIO *bio = BIO_new_mem_buf(data, (ssize_t)len);
@@ -153,8 +154,9 @@ static void load_static_staple(struct cert *c, const char *path, time_t now,
                                struct strlist *errors, struct strlist *warnings) {
   uint8_t *der;
   size_t len;
-  if (!read_file(path, &der, &len, MAX_STAPLE_BYTES)) {
-    strlist_add(errors, "%s: cannot read OCSP response: %s", path, strerror(errno));
+  const char *why = read_file(path, &der, &len, MAX_STAPLE_BYTES);
+  if (why) {
+    strlist_add(errors, "%s: cannot read OCSP response: %s", path, why);
     return;
   }
   struct ocsp_result r;

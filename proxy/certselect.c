@@ -94,6 +94,8 @@ const char *certselect_failure_text(enum certselect_failure why) {
   case CERTSELECT_NO_VERSION: return "no TLS version in common";
   case CERTSELECT_NO_USABLE_CERT: return "client cannot verify any certificate for this name";
   case CERTSELECT_NO_VALID_STAPLE: return "OCSP policy requires a valid staple and none exists";
+  case CERTSELECT_BAD_HELLO: return "malformed ClientHello";
+  case CERTSELECT_BAD_SNI: return "SNI is not a host name";
   default: return "ok";
   }
 }

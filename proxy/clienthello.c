@@ -71,17 +71,48 @@ static bool parse_versions(CBS *ext, struct client_caps *out) {
   return true;
 }
 
+const char *clienthello_host_name_problem(const uint8_t *name, size_t len) {
+  if (len == 0) return "empty";
+  if (len > 255) return "longer than 255 bytes";
+  size_t label = 0;
+  for (size_t i = 0; i < len; i++) {
+    uint8_t c = name[i];
+    if (c == '.') {
+      if (label == 0) return "empty label";
+      label = 0;
+    } else if (c == 0) {
+      return "NUL byte";
+    } else if (c < 0x20 || c == 0x7f) {
+      return "control byte";
+    } else if (c == ' ') {
+      return "space";
+    } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_')) {
+      return "byte other than a letter, digit, '-', '_' or '.'";
+    } else if (++label > 63) {
+      return "label longer than 63 bytes";
+    }
+  }
+  return NULL;
+}
+
+/* The first host_name is the name (RFC 6066 allows no second one). */
 static bool parse_server_name(CBS *ext, struct client_caps *out) {
   CBS list;
   if (!CBS_get_u16_length_prefixed(ext, &list) || CBS_len(ext) != 0) return false;
+  bool seen = false;
   while (CBS_len(&list) > 0) {
     uint8_t type;
     CBS name;
     if (!CBS_get_u8(&list, &type) || !CBS_get_u16_length_prefixed(&list, &name)) return false;
-    if (type != 0 || out->sni[0]) continue;
-    if (CBS_len(&name) == 0 || CBS_len(&name) >= sizeof out->sni ||
-        memchr(CBS_data(&name), 0, CBS_len(&name)))
-      return false;
+    if (type != 0 || seen) continue;
+    seen = true;
+    out->sni_problem = clienthello_host_name_problem(CBS_data(&name), CBS_len(&name));
+    if (out->sni_problem) {
+      out->bad_sni = CBS_data(&name);
+      out->bad_sni_len = CBS_len(&name);
+      continue;
+    }
     memcpy(out->sni, CBS_data(&name), CBS_len(&name));
     out->sni[CBS_len(&name)] = '\0';
   }

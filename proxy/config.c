@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
+#include <uv.h>
 
 #include "stapler/http_head.h"
 #include "stapler/util.h"
@@ -367,23 +367,16 @@ static struct config *new_config(const char *path) {
   return cfg;
 }
 
-static void report_syntax_error(struct ycfg *y, yaml_parser_t *parser) {
-  strlist_add(y->errors, "%s:%lu:%lu: YAML syntax: %s%s%s", y->file,
-              (unsigned long)parser->problem_mark.line + 1,
-              (unsigned long)parser->problem_mark.column + 1,
-              parser->problem ? parser->problem : "unreadable",
-              parser->context ? " " : "", parser->context ? parser->context : "");
-}
-
 struct config *config_load_string(const char *name, const char *dir, const char *yaml, size_t len,
                                   struct strlist *errors) {
   size_t errors_before = errors->count;
   struct ycfg y = {.file = name, .dir = dir, .errors = errors};
+  if (!ycfg_check_shape(&y, yaml, len)) return NULL;
   yaml_parser_t parser;
   yaml_parser_initialize(&parser);
   yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
   if (!yaml_parser_load(&parser, &y.doc)) {
-    report_syntax_error(&y, &parser);
+    ycfg_syntax_error(&y, &parser, yaml, len);
     yaml_parser_delete(&parser);
     return NULL;
   }
@@ -408,8 +401,9 @@ struct config *config_load_string(const char *name, const char *dir, const char 
 struct config *config_load(const char *path, struct strlist *errors) {
   uint8_t *text;
   size_t len;
-  if (!read_file(path, &text, &len, MAX_CONFIG_BYTES)) {
-    strlist_add(errors, "%s: cannot read the config file: %m", path);
+  const char *why = read_file(path, &text, &len, MAX_CONFIG_BYTES);
+  if (why) {
+    strlist_add(errors, "%s: cannot read the config file: %s", path, why);
     return NULL;
   }
   char *copy = xstrdup(path);
@@ -463,8 +457,10 @@ void config_free(struct config *cfg) {
 
 unsigned config_worker_count(const struct config *cfg) {
   if (cfg->workers) return cfg->workers;
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (unsigned)MIN(n, CONFIG_MAX_WORKERS) : 1;
+  /* The CPUs this process may run on (its affinity mask, as set by taskset or a container's
+   * cpuset), not all those online: more workers than that only take turns. */
+  unsigned n = uv_available_parallelism();
+  return n > 0 ? MIN(n, CONFIG_MAX_WORKERS) : 1;
 }
 
 const char *config_policy_name(enum ocsp_policy policy) {

@@ -1,7 +1,9 @@
 #include "stapler/log.h"
 
 #include "stapler/strlist.h"
+#include "stapler/util.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +14,8 @@
 
 #define RING_SIZE (4 * 1024 * 1024)
 #define LINE_MAX_BYTES 4096
+/* What every line keeps free for its end: "}" in JSON and "\n". */
+#define LINE_END_ROOM 2
 /* The writer wakes when this much is queued, or after FLUSH_MS: a line costs no system call of
  * its own, and reaches stderr within a tenth of a second. */
 #define WAKE_BYTES (64 * 1024)
@@ -20,16 +24,21 @@
 static _Atomic int current_level = LOG_INFO;
 static _Atomic int current_format = LOG_FORMAT_TEXT;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static log_sink_fn *sink; /* tests only: see log_set_sink() */
 
 /* The ring: bytes [head, head + used) modulo RING_SIZE wait to be written. */
 static struct {
   pthread_mutex_t lock;
-  pthread_cond_t wake;
+  pthread_cond_t wake;     /* the writer waits on it for lines */
+  pthread_cond_t finished; /* log_async_stop waits on it for the writer */
   pthread_t writer;
-  bool running, stopping;
+  bool running, stopping, writer_done;
+  bool stuck; /* the writer was given up on: a direct write would block as well */
   char data[RING_SIZE];
   size_t head, used;
-} ring = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+} ring = {.lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
+          .finished = PTHREAD_COND_INITIALIZER};
 static _Atomic uint64_t dropped;
 
 void log_configure(enum log_level level, enum log_format format) {
@@ -41,6 +50,8 @@ bool log_enabled(enum log_level level) { return (int)level <= atomic_load(&curre
 
 uint64_t log_dropped(void) { return atomic_load(&dropped); }
 
+void log_set_sink(log_sink_fn *fn) { sink = fn; }
+
 static void write_all(const char *p, size_t len) {
   while (len > 0) {
     ssize_t w = write(STDERR_FILENO, p, len);
@@ -50,55 +61,90 @@ static void write_all(const char *p, size_t len) {
   }
 }
 
-static void wait_for_lines(void) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_nsec += FLUSH_MS * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
+static struct timespec realtime_in(uint64_t ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  t.tv_sec += (time_t)(ms / 1000);
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
   }
+  return t;
+}
+
+static void wait_for_lines(void) {
+  struct timespec until = realtime_in(FLUSH_MS);
   pthread_cond_timedwait(&ring.wake, &ring.lock, &until);
 }
 
 static void *writer_main(void *arg) {
-  static char chunk[64 * 1024];
+  /* Cancellable only inside write(), where it holds no lock: log_async_stop cancels a writer
+   * that stays stuck there. */
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
   pthread_mutex_lock(&ring.lock);
   for (;;) {
     while (ring.used == 0 && !ring.stopping) wait_for_lines();
     if (ring.used == 0) break; /* stopping, and everything written */
-    size_t n = ring.used < sizeof chunk ? ring.used : sizeof chunk;
-    size_t first = RING_SIZE - ring.head < n ? RING_SIZE - ring.head : n;
-    memcpy(chunk, ring.data + ring.head, first);
-    memcpy(chunk + first, ring.data, n - first);
-    ring.head = (ring.head + n) % RING_SIZE;
-    ring.used -= n;
+    /* Lines are only ever added outside [head, head + used): this part can be written without
+     * the lock, straight from the ring. */
+    const char *p = ring.data + ring.head;
+    size_t n = MIN(ring.used, RING_SIZE - ring.head);
     pthread_mutex_unlock(&ring.lock);
-    write_all(chunk, n);
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    ssize_t w = write(STDERR_FILENO, p, n);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    if (w < 0 && errno == EINTR)
+      w = 0; /* again */
+    else if (w <= 0)
+      w = (ssize_t)n; /* stderr is gone: nothing sensible to do with these bytes */
     pthread_mutex_lock(&ring.lock);
+    ring.head = (ring.head + (size_t)w) % RING_SIZE;
+    ring.used -= (size_t)w;
   }
+  ring.writer_done = true;
+  pthread_cond_signal(&ring.finished);
   pthread_mutex_unlock(&ring.lock);
   return NULL;
 }
 
 void log_async_start(void) {
   pthread_mutex_lock(&ring.lock);
-  if (!ring.running) {
-    ring.stopping = false;
+  if (!ring.running && !ring.stuck) {
+    ring.stopping = ring.writer_done = false;
     ring.running = pthread_create(&ring.writer, NULL, writer_main, NULL) == 0;
   }
   pthread_mutex_unlock(&ring.lock);
 }
 
-void log_async_stop(void) {
+/* Lines queued in the ring (a partly written one counts). */
+static uint64_t queued_lines(void) {
+  uint64_t lines = 0;
+  for (size_t i = 0; i < ring.used; i++) lines += ring.data[(ring.head + i) % RING_SIZE] == '\n';
+  return lines;
+}
+
+void log_async_stop(uint64_t timeout_ms) {
   pthread_mutex_lock(&ring.lock);
-  bool was_running = ring.running;
+  if (!ring.running) {
+    pthread_mutex_unlock(&ring.lock);
+    return;
+  }
   ring.stopping = true;
   pthread_cond_signal(&ring.wake);
+  struct timespec until = realtime_in(timeout_ms);
+  while (!ring.writer_done)
+    if (pthread_cond_timedwait(&ring.finished, &ring.lock, &until) == ETIMEDOUT) break;
+  bool late = !ring.writer_done;
   pthread_mutex_unlock(&ring.lock);
-  if (!was_running) return;
+  if (late) pthread_cancel(ring.writer);
   pthread_join(ring.writer, NULL);
   pthread_mutex_lock(&ring.lock);
+  if (!ring.writer_done) { /* cancelled in a write that did not return */
+    atomic_fetch_add(&dropped, queued_lines());
+    ring.used = 0;
+    ring.stuck = true;
+  }
   ring.running = false;
   pthread_mutex_unlock(&ring.lock);
   uint64_t lost = log_dropped();
@@ -109,10 +155,18 @@ void log_async_stop(void) {
 /* Queues a line, or writes it at once when no writer thread runs. Warnings and errors wake the
  * writer at once; other lines wait for the batch. */
 static void emit(const char *line, size_t len, enum log_level level) {
+  if (sink) {
+    sink(line, len);
+    return;
+  }
   pthread_mutex_lock(&ring.lock);
-  if (!ring.running || ring.stopping) {
+  if (!ring.running || ring.writer_done) {
+    bool stuck = ring.stuck;
     pthread_mutex_unlock(&ring.lock);
-    write_all(line, len);
+    if (stuck)
+      atomic_fetch_add(&dropped, 1);
+    else
+      write_all(line, len);
     return;
   }
   if (RING_SIZE - ring.used < len) {
@@ -130,9 +184,173 @@ static void emit(const char *line, size_t len, enum log_level level) {
   pthread_mutex_unlock(&ring.lock);
 }
 
+/* ---- escaping --------------------------------------------------------------------------------*/
+
+enum escape_style {
+  ESCAPE_VALUE, /* bytes a client chose: printable ASCII, '"' and '\' after a backslash */
+  ESCAPE_TEXT,  /* a text line: UTF-8 but no control characters, quotes as they are */
+  ESCAPE_JSON,  /* the inside of a JSON string: ESCAPE_TEXT, '"' and '\' after a backslash */
+};
+
+/* The length of the character at `s` (at most `n` bytes) when it is printable: printable ASCII,
+ * or well-formed UTF-8 (RFC 3629) that is not a C1 control. 0 otherwise. */
+static size_t printable_char(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  if (c >= 0x20 && c < 0x7f) return 1;
+  size_t len;
+  unsigned cp, min;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2, cp = c & 0x1f, min = 0xa0; /* 0x80..0x9f are the C1 controls */
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3, cp = c & 0x0f, min = 0x800;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4, cp = c & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (n < len) return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    cp = cp << 6 | (s[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+  return len;
+}
+
+/* Appends `n` bytes of `s` to out[*len..cap) in `style`, one whole character or escape at a
+ * time: a value cut short never ends inside an escape or a UTF-8 sequence. No NUL is added.
+ * Returns whether all of `s` fitted. */
+static bool escape(char *out, size_t cap, size_t *len, const char *s, size_t n,
+                   enum escape_style style) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  size_t at = *len;
+  while (p < end) {
+    /* Printable ASCII that needs no backslash, the common case, goes in as a run. */
+    const unsigned char *run = p;
+    while (p < end && *p >= 0x20 && *p < 0x7f &&
+           (style == ESCAPE_TEXT || (*p != '"' && *p != '\\')))
+      p++;
+    size_t run_len = MIN((size_t)(p - run), at < cap ? cap - at : 0);
+    memcpy(out + at, run, run_len);
+    at += run_len;
+    if (run + run_len < p) {
+      p = run + run_len;
+      break;
+    }
+    if (p == end) break;
+    char unit[8];
+    size_t unit_len = 0;
+    size_t take = style == ESCAPE_VALUE ? (*p >= 0x20 && *p < 0x7f)
+                                        : printable_char(p, (size_t)(end - p));
+    if (take && style != ESCAPE_TEXT && (*p == '"' || *p == '\\')) {
+      unit[unit_len++] = '\\';
+      unit[unit_len++] = (char)*p;
+    } else if (take) {
+      memcpy(unit, p, take);
+      unit_len = take;
+    } else {
+      take = 1;
+      unit[unit_len++] = '\\';
+      if (style == ESCAPE_JSON) unit[unit_len++] = '\\'; /* a JSON reader sees \xNN too */
+      unit[unit_len++] = 'x';
+      unit[unit_len++] = hex[*p >> 4];
+      unit[unit_len++] = hex[*p & 15];
+    }
+    if (at > cap || unit_len > cap - at) break;
+    memcpy(out + at, unit, unit_len);
+    at += unit_len;
+    p += take;
+  }
+  *len = at;
+  return p == end;
+}
+
+size_t log_escape(char *out, size_t cap, const char *s, size_t len) {
+  if (cap == 0) return 0;
+  size_t n = 0;
+  escape(out, cap - 1, &n, s, len, ESCAPE_VALUE);
+  out[n] = '\0';
+  return n;
+}
+
+/* ---- lines ---------------------------------------------------------------------------------*/
+
+/* A line being built. Appends stop LINE_END_ROOM bytes before the end of `text`, so that a line
+ * cut short still gets its end. */
+struct line {
+  char text[LINE_MAX_BYTES];
+  size_t len;
+  bool json;
+};
+
+#define LINE_BODY (LINE_MAX_BYTES - LINE_END_ROOM)
+
+/* Appends bytes of stapler's own (keys, numbers) when they fit whole. */
+static bool put(struct line *l, const char *s, size_t n) {
+  if (n > LINE_BODY - l->len) return false;
+  memcpy(l->text + l->len, s, n);
+  l->len += n;
+  return true;
+}
+
+static bool put_str(struct line *l, const char *s) { return put(l, s, strlen(s)); }
+
+static bool put_num(struct line *l, long long v) {
+  char digits[24];
+  size_t n = sizeof digits;
+  unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+  do {
+    digits[--n] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) digits[--n] = '-';
+  return put(l, digits + n, sizeof digits - n);
+}
+
+/* Text of any origin: in JSON a string, in text as it is; either way one line of UTF-8. False
+ * when it did not fit whole (a JSON string is closed all the same). */
+static bool put_text(struct line *l, const char *s) {
+  size_t n = strlen(s);
+  if (!l->json) return escape(l->text, LINE_BODY, &l->len, s, n, ESCAPE_TEXT);
+  if (l->len + 2 > LINE_BODY) return false;
+  l->text[l->len++] = '"';
+  bool whole = escape(l->text, LINE_BODY - 1, &l->len, s, n, ESCAPE_JSON);
+  l->text[l->len++] = '"';
+  return whole;
+}
+
+/* Whether a text value can stand without quotes: one word that log_escape() leaves as it is,
+ * without '='. */
+static bool plain_word(const char *s) {
+  if (!*s) return false;
+  for (; *s; s++)
+    if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f || *s == '"' || *s == '\\' ||
+        *s == '=')
+      return false;
+  return true;
+}
+
+/* A string field value, as log_escape() writes it. False when the line is full. */
+static bool put_value(struct line *l, const char *s) {
+  size_t n = strlen(s);
+  if (l->json) {
+    char escaped[LINE_MAX_BYTES];
+    log_escape(escaped, sizeof escaped, s, n);
+    return put_text(l, escaped);
+  }
+  bool quoted = !plain_word(s);
+  if (l->len + 2 * quoted >= LINE_BODY) return false;
+  if (quoted) l->text[l->len++] = '"';
+  /* log_escape() cuts between escapes; its NUL lands where the closing quote goes. */
+  l->len += log_escape(l->text + l->len, LINE_BODY - quoted - l->len + 1, s, n);
+  if (quoted) l->text[l->len++] = '"';
+  return LINE_BODY - l->len >= LOG_ESCAPED_SIZE(1); /* room for one more escape at least */
+}
+
 /* 2026-11-22T04:48:47.983Z. The part up to the seconds changes once a second: it is kept per
- * thread. Returns the length (24); `out` has room for 32 bytes. */
-static size_t format_timestamp(char *out) {
+ * thread. */
+static void put_timestamp(struct line *l) {
   static _Thread_local time_t cached_sec = -1;
   static _Thread_local char cached[20];
   struct timeval tv;
@@ -143,112 +361,49 @@ static size_t format_timestamp(char *out) {
     strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
     cached_sec = tv.tv_sec;
   }
-  memcpy(out, cached, 19);
+  char ts[24];
+  memcpy(ts, cached, 19);
   int ms = (int)(tv.tv_usec / 1000);
-  out[19] = '.';
-  out[20] = (char)('0' + ms / 100);
-  out[21] = (char)('0' + ms / 10 % 10);
-  out[22] = (char)('0' + ms % 10);
-  out[23] = 'Z';
-  out[24] = '\0';
-  return 24;
+  ts[19] = '.';
+  ts[20] = (char)('0' + ms / 100);
+  ts[21] = (char)('0' + ms / 10 % 10);
+  ts[22] = (char)('0' + ms % 10);
+  ts[23] = 'Z';
+  put(l, ts, sizeof ts);
 }
 
-static void append(char *out, size_t cap, size_t *len, const char *s, size_t n) {
-  if (*len + n >= cap) n = *len < cap ? cap - *len - 1 : 0;
-  memcpy(out + *len, s, n);
-  *len += n;
-  out[*len] = '\0';
-}
-
-static void append_str(char *out, size_t cap, size_t *len, const char *s) {
-  append(out, cap, len, s, strlen(s));
-}
-
-static void append_num(char *out, size_t cap, size_t *len, long long v) {
-  char digits[24];
-  size_t n = sizeof digits;
-  unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-  do {
-    digits[--n] = (char)('0' + u % 10);
-    u /= 10;
-  } while (u);
-  if (v < 0) digits[--n] = '-';
-  append(out, cap, len, digits + n, sizeof digits - n);
-}
-
-void log_json_escape(char *out, size_t cap, size_t *len, const char *s) {
-  size_t n = *len;
-  for (; *s && n + 7 < cap; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      out[n++] = '\\';
-      out[n++] = (char)ch;
-    } else if (ch < 0x20 || ch == 0x7f) {
-      n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
-    } else {
-      out[n++] = (char)ch;
-    }
-  }
-  out[n] = '\0';
-  *len = n;
-}
-
-/* A text value: bare when it is one plain word, else quoted with escapes (so a client cannot
- * forge extra fields or lines). */
-static void text_value(char *out, size_t cap, size_t *len, const char *s) {
-  bool plain = *s != '\0';
-  for (const char *p = s; *p && plain; p++)
-    plain = (unsigned char)*p > ' ' && *p != '"' && *p != '\\' && *p != '=' && *p != 0x7f;
-  if (plain) {
-    append_str(out, cap, len, s);
-  } else if (*len + 2 < cap) {
-    out[(*len)++] = '"';
-    log_json_escape(out, cap - 1, len, s);
-    out[(*len)++] = '"';
-  }
-  if (*len >= cap) *len = cap - 1;
-}
-
-static size_t start_line(char *line, size_t cap, enum log_level level, bool json) {
+/* The time and level, up to where the message goes. */
+static void start_line(struct line *l, enum log_level level) {
   static const char *const padded[] = {"error ", "warn  ", "info  ", "debug "};
-  char ts[32];
-  size_t n = 0;
-  format_timestamp(ts);
-  if (json) {
-    append_str(line, cap, &n, "{\"time\":\"");
-    append_str(line, cap, &n, ts);
-    append_str(line, cap, &n, "\",\"level\":\"");
-    append_str(line, cap, &n, level_names[level]);
-    append_str(line, cap, &n, "\",\"msg\":\"");
+  l->len = 0;
+  l->json = atomic_load(&current_format) == LOG_FORMAT_JSON;
+  if (l->json) {
+    put_str(l, "{\"time\":\"");
+    put_timestamp(l);
+    put_str(l, "\",\"level\":\"");
+    put_str(l, level_names[level]);
+    put_str(l, "\",\"msg\":");
   } else {
-    append_str(line, cap, &n, ts);
-    append_str(line, cap, &n, " ");
-    append_str(line, cap, &n, padded[level]);
+    put_timestamp(l);
+    put_str(l, " ");
+    put_str(l, padded[level]);
   }
-  return n;
 }
 
-static void finish_line(char *line, size_t cap, size_t n, bool json, enum log_level level) {
-  if (n > cap - 4) n = cap - 4;
-  if (json) line[n++] = '}';
-  line[n++] = '\n';
-  emit(line, n, level);
+static void finish_line(struct line *l, enum log_level level) {
+  if (l->json) l->text[l->len++] = '}';
+  l->text[l->len++] = '\n';
+  emit(l->text, l->len, level);
 }
 
 void log_vmsg(enum log_level level, const char *fmt, va_list ap) {
   if (!log_enabled(level)) return;
-  char msg[2048], line[LINE_MAX_BYTES];
+  char msg[2048];
   vsnprintf(msg, sizeof msg, fmt, ap);
-  bool json = atomic_load(&current_format) == LOG_FORMAT_JSON;
-  size_t n = start_line(line, sizeof line, level, json);
-  if (json) {
-    log_json_escape(line, sizeof line - 4, &n, msg);
-    line[n++] = '"';
-  } else {
-    n += (size_t)snprintf(line + n, sizeof line - n, "%s", msg);
-  }
-  finish_line(line, sizeof line, n, json, level);
+  struct line l;
+  start_line(&l, level);
+  put_text(&l, msg);
+  finish_line(&l, level);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...) {
@@ -261,33 +416,19 @@ void log_msg(enum log_level level, const char *fmt, ...) {
 void log_fields(enum log_level level, const char *msg, const struct log_field *fields,
                 size_t count) {
   if (!log_enabled(level)) return;
-  char line[LINE_MAX_BYTES];
-  const size_t cap = sizeof line - 8;
-  bool json = atomic_load(&current_format) == LOG_FORMAT_JSON;
-  size_t n = start_line(line, cap, level, json);
-  if (json) {
-    log_json_escape(line, cap, &n, msg);
-    line[n++] = '"';
-  } else {
-    append_str(line, cap, &n, msg);
-  }
-  for (size_t i = 0; i < count && n < cap - 32; i++) {
+  struct line l;
+  start_line(&l, level);
+  bool room = put_text(&l, msg);
+  for (size_t i = 0; i < count && room; i++) {
     const struct log_field *f = &fields[i];
-    append_str(line, cap, &n, json ? ",\"" : " ");
-    append_str(line, cap, &n, f->key);
-    append_str(line, cap, &n, json ? "\":" : "=");
-    if (!f->str) {
-      append_num(line, cap, &n, f->num);
-    } else if (json) {
-      line[n++] = '"';
-      log_json_escape(line, cap - 2, &n, f->str);
-      line[n++] = '"';
-    } else {
-      text_value(line, cap, &n, f->str);
-    }
-    if (n >= cap) n = cap - 1;
+    size_t before = l.len;
+    room = put_str(&l, l.json ? ",\"" : " ") && put_str(&l, f->key) &&
+           put_str(&l, l.json ? "\":" : "=");
+    size_t key_end = l.len;
+    if (room) room = f->str ? put_value(&l, f->str) : put_num(&l, f->num);
+    if (l.len == key_end) l.len = before; /* a key without its value is left out */
   }
-  finish_line(line, sizeof line, n, json, level);
+  finish_line(&l, level);
 }
 
 void log_strlist(enum log_level level, const char *prefix, const struct strlist *list) {

@@ -40,19 +40,17 @@ static void labelled(struct strbuf *b, const struct server *s, const char *name,
   }
 }
 
-/* certificate="path",key="rsa": label values escaped as Prometheus wants. */
-static void cert_labels(const struct cert *c, char *out, size_t cap) {
-  size_t n = (size_t)snprintf(out, cap, "certificate=\"");
-  for (const char *p = c->label; *p && n + 4 < cap; p++) {
-    if (*p == '\\' || *p == '"') out[n++] = '\\';
-    if (*p == '\n') {
-      out[n++] = '\\';
-      out[n++] = 'n';
-      continue;
-    }
-    out[n++] = *p;
+/* certificate="path",key="rsa", label values escaped as Prometheus wants, whatever their
+ * length. */
+static void cert_labels(const struct cert *c, struct strbuf *out) {
+  strbuf_printf(out, "certificate=\"");
+  for (const char *p = c->label; *p; p++) {
+    if (*p == '\n')
+      strbuf_printf(out, "\\n");
+    else
+      strbuf_printf(out, *p == '\\' || *p == '"' ? "\\%c" : "%c", *p);
   }
-  snprintf(out + n, cap - n, "\",key=\"%s\"", c->info.kind == KEY_KIND_ECDSA ? "ecdsa" : "rsa");
+  strbuf_printf(out, "\",key=\"%s\"", c->info.kind == KEY_KIND_ECDSA ? "ecdsa" : "rsa");
 }
 
 static const char *staple_state(const struct cert *c, time_t now) {
@@ -86,12 +84,13 @@ static void render_traffic(const struct server *s, struct strbuf *b) {
            versions, version_stats, 2);
   counter(b, s, "stapler_tls_resumed_total", "Handshakes that resumed a session (tickets).",
           STAT_HANDSHAKES_RESUMED);
-  static const char *const reasons[] = {"timeout", "no_certificate", "no_staple", "protocol"};
+  static const char *const reasons[] = {"timeout", "no_certificate", "no_staple", "bad_sni",
+                                        "protocol"};
   static const enum stat_counter reason_stats[] = {
       STAT_HANDSHAKE_FAIL_TIMEOUT, STAT_HANDSHAKE_FAIL_NO_CERTIFICATE,
-      STAT_HANDSHAKE_FAIL_NO_STAPLE, STAT_HANDSHAKE_FAIL_PROTOCOL};
+      STAT_HANDSHAKE_FAIL_NO_STAPLE, STAT_HANDSHAKE_FAIL_BAD_SNI, STAT_HANDSHAKE_FAIL_PROTOCOL};
   labelled(b, s, "stapler_tls_handshake_failures_total", "Failed TLS handshakes by reason.",
-           "reason", reasons, reason_stats, 4);
+           "reason", reasons, reason_stats, ARRAY_SIZE(reasons));
   counter(b, s, "stapler_proxy_protocol_failures_total",
           "Connections closed for a missing or malformed PROXY protocol header.",
           STAT_PROXY_HEADER_FAILURES);
@@ -171,11 +170,13 @@ static void per_certificate(struct strbuf *b, const struct server *s, const char
                             const char *type, const char *help, cert_row_fn *row) {
   family(b, name, type, help);
   time_t now = wall_now();
+  struct strbuf labels = {0};
   for (const struct stapling_job *j = s->stapling.jobs; j; j = j->next) {
-    char l[700];
-    cert_labels(j->cert, l, sizeof l);
-    row(b, name, j, l, now);
+    labels.len = 0;
+    cert_labels(j->cert, &labels);
+    row(b, name, j, labels.data, now);
   }
+  strbuf_free(&labels);
 }
 
 static void render_certificates(const struct server *s, struct strbuf *b) {

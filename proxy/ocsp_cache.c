@@ -44,7 +44,7 @@ char *ocsp_cache_path(const char *dir, const struct cert *c) {
 
 bool ocsp_cache_load(const char *dir, const struct cert *c, uint8_t **der, size_t *len) {
   char *path = ocsp_cache_path(dir, c);
-  bool ok = read_file(path, der, len, OCSP_FETCH_MAX_BODY);
+  bool ok = !read_file(path, der, len, OCSP_FETCH_MAX_BODY);
   free(path);
   return ok;
 }

@@ -16,6 +16,9 @@
 #include "stapler/tls.h"
 #include "stapler/util.h"
 
+/* At exit, what a working stderr needs at most to take the log lines still queued. */
+#define LOG_FLUSH_MIN_MS 1000
+
 static void close_fds(int *fds, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (fds[i] >= 0) close(fds[i]);
@@ -250,6 +253,7 @@ static void on_shutdown_timeout(uv_timer_t *t) {
 static void begin_shutdown(struct server *s, const char *signame) {
   if (s->stopping) return;
   s->stopping = true;
+  s->stop_deadline_ms = uv_hrtime() / 1000000 + s->gen->cfg->timeouts.shutdown_ms;
   stapling_stop(&s->stapling);
   admin_stop(s->admin);
   s->admin = NULL;
@@ -278,6 +282,15 @@ size_t server_open_connections(const struct server *s) {
 }
 
 /* ---- running ---------------------------------------------------------------------------------*/
+
+/* How long the log writer may take to write out what is queued: what is left of
+ * timeouts.shutdown, so that a stuck stderr cannot hold the exit beyond it, but never less than
+ * LOG_FLUSH_MIN_MS, which a working stderr needs at most. */
+static uint64_t log_flush_time(const struct server *s) {
+  uint64_t now = uv_hrtime() / 1000000;
+  uint64_t left = s->stop_deadline_ms > now ? s->stop_deadline_ms - now : 0;
+  return MAX(left, LOG_FLUSH_MIN_MS);
+}
 
 static void watch_signal(struct server *s, uv_signal_t *sig, int signum) {
   uv_signal_init(s->loop, sig);
@@ -368,7 +381,7 @@ int server_run(struct generation *gen, const char *config_path) {
   uv_run(s.loop, UV_RUN_DEFAULT);
 
   for (unsigned i = 0; i < s.worker_count; i++) worker_join(&s.workers[i]);
-  log_async_stop();
+  log_async_stop(log_flush_time(&s));
   free_control(&s);
   log_info("stopped");
   generation_unref(s.gen);

@@ -290,15 +290,29 @@ static void build_forwarding(struct session *s) {
   s->forwarding_len = n > 0 && (size_t)n < sizeof s->forwarding ? (size_t)n : 0;
 }
 
+/* The client's SNI for a log line, escaped: SNI "name", or no SNI. `out` has room for
+ * SNI_LOG_SIZE bytes. */
+#define SNI_LOG_SIZE (LOG_ESCAPED_SIZE(255) + 8)
+static const char *sni_for_log(const struct session *s, char *out) {
+  const char *sni = session_sni(s);
+  if (!sni) return "no SNI";
+  memcpy(out, "SNI \"", 5);
+  size_t n = 5 + log_escape(out + 5, SNI_LOG_SIZE - 7, sni, strlen(sni));
+  memcpy(out + n, "\"", 2);
+  return out;
+}
+
 static void handshake_done(struct session *s) {
   s->state = SESSION_OPEN;
   s->opened_at = uv_now(&s->worker->loop);
   count_handshake(s);
-  const char *sni = session_sni(s);
-  log_debug("%s:%u: TLS %s %s, SNI %s, %s certificate%s", s->client_ip, s->client_port,
-            SSL_get_version(s->tls.ssl), SSL_get_cipher_name(s->tls.ssl), sni ? sni : "-",
+  if (log_enabled(LOG_DEBUG)) {
+    char sni[SNI_LOG_SIZE];
+    log_msg(LOG_DEBUG, "%s:%u: TLS %s %s, %s, %s certificate%s", s->client_ip, s->client_port,
+            SSL_get_version(s->tls.ssl), SSL_get_cipher_name(s->tls.ssl), sni_for_log(s, sni),
             s->tls.cert && s->tls.cert->info.kind == KEY_KIND_ECDSA ? "ECDSA" : "RSA",
             s->tls.stapled ? ", stapled" : "");
+  }
   /* BoringSSL holds TLS 1.3 tickets back until the server writes; a zero-byte write sends
    * them now, so a client that resumes later has one even if it never sends a request. */
   SSL_write(s->tls.ssl, "", 0);
@@ -316,6 +330,16 @@ static void handshake_done(struct session *s) {
   session_arm_timer(s);
 }
 
+static enum stat_counter failure_counter(enum certselect_failure sel) {
+  switch (sel) {
+  case CERTSELECT_NO_VERSION:
+  case CERTSELECT_NO_USABLE_CERT: return STAT_HANDSHAKE_FAIL_NO_CERTIFICATE;
+  case CERTSELECT_NO_VALID_STAPLE: return STAT_HANDSHAKE_FAIL_NO_STAPLE;
+  case CERTSELECT_BAD_SNI: return STAT_HANDSHAKE_FAIL_BAD_SNI;
+  default: return STAT_HANDSHAKE_FAIL_PROTOCOL;
+  }
+}
+
 static void handshake_step(struct session *s) {
   int r = SSL_do_handshake(s->tls.ssl);
   if (r == 1) {
@@ -324,14 +348,17 @@ static void handshake_step(struct session *s) {
   }
   if (SSL_get_error(s->tls.ssl, r) == SSL_ERROR_WANT_READ) return;
   enum certselect_failure sel = s->tls.select_failure;
-  enum stat_counter reason = sel == CERTSELECT_NO_VALID_STAPLE ? STAT_HANDSHAKE_FAIL_NO_STAPLE
-                             : sel != CERTSELECT_OK ? STAT_HANDSHAKE_FAIL_NO_CERTIFICATE
-                                                    : STAT_HANDSHAKE_FAIL_PROTOCOL;
-  stat_add(&s->worker->stats, reason, 1);
-  const char *why = sel != CERTSELECT_OK ? certselect_failure_text(sel) : tls_error_string();
-  const char *sni = session_sni(s);
-  log_info("%s:%u: TLS handshake failed (SNI %s): %s", s->client_ip, s->client_port,
-           sni ? sni : "-", why);
+  stat_add(&s->worker->stats, failure_counter(sel), 1);
+  const char *why = s->tls.refusal        ? s->tls.refusal
+                    : sel != CERTSELECT_OK ? certselect_failure_text(sel)
+                                           : tls_error_string();
+  if (sel == CERTSELECT_BAD_SNI) { /* the refusal shows the name */
+    log_info("%s:%u: TLS handshake failed: %s", s->client_ip, s->client_port, why);
+  } else {
+    char sni[SNI_LOG_SIZE];
+    log_info("%s:%u: TLS handshake failed (%s): %s", s->client_ip, s->client_port,
+             sni_for_log(s, sni), why);
+  }
   ERR_clear_error();
   session_finish(s, "handshake failed"); /* sends the alert BoringSSL queued */
 }

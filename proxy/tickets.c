@@ -1,7 +1,6 @@
 #include "stapler/tickets.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <openssl/cipher.h>
 #include <openssl/hmac.h>
 #include <openssl/mem.h>
@@ -110,8 +109,9 @@ static bool parse_key_line(const char *line, size_t len, struct ticket_key *out)
 struct ticket_keys *tickets_load_file(const char *path, char *err, size_t err_len) {
   uint8_t *text;
   size_t len;
-  if (!read_file(path, &text, &len, 64 * 1024)) {
-    snprintf(err, err_len, "%s: cannot read the ticket key file: %s", path, strerror(errno));
+  const char *why = read_file(path, &text, &len, 64 * 1024);
+  if (why) {
+    snprintf(err, err_len, "%s: cannot read the ticket key file: %s", path, why);
     return NULL;
   }
   struct ticket_keys *k = alloc_keys(MAX_FILE_KEYS);

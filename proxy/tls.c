@@ -2,13 +2,15 @@
 
 #include <dlfcn.h>
 #include <openssl/err.h>
-#include <stdio.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "stapler/generation.h"
 #include "stapler/log.h"
 #include "stapler/qsbr.h"
+#include "stapler/strbuf.h"
 #include "stapler/tickets.h"
 #include "stapler/util.h"
 
@@ -64,11 +66,44 @@ static void make_bio_method(void) {
 
 /* ---- handshake callbacks ---------------------------------------------------------------------*/
 
+static void set_refusal(struct tls_session *t, const char *text) {
+  free(t->refusal);
+  t->refusal = xstrdup(text);
+}
+
+/* Refuses a server_name that is not a host name, showing at most its first 255 bytes. */
+static void refuse_sni(struct tls_session *t, const struct client_caps *caps) {
+  char name[LOG_ESCAPED_SIZE(255)], text[sizeof name + 128];
+  log_escape(name, sizeof name, (const char *)caps->bad_sni, MIN(caps->bad_sni_len, 255));
+  snprintf(text, sizeof text, "SNI \"%s\" is not a host name (%s)", name, caps->sni_problem);
+  set_refusal(t, text);
+  t->select_failure = CERTSELECT_BAD_SNI;
+}
+
+/* BoringSSL refuses some server_names itself before the select-certificate callback runs (empty,
+ * longer than 255 bytes, with a NUL byte), with an alert and no error to log. The message
+ * callback sees the ClientHello before that, so those get their reason too. It removes itself
+ * then: it would otherwise run for every record. */
+static void on_message(int is_write, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg) {
+  const uint8_t *msg = buf;
+  if (is_write || content_type != SSL3_RT_HANDSHAKE || len < 4 || msg[0] != SSL3_MT_CLIENT_HELLO)
+    return;
+  SSL_set_msg_callback(ssl, NULL);
+  struct client_caps caps;
+  if (clienthello_parse(msg + 4, len - 4, &caps) && caps.sni_problem)
+    refuse_sni(SSL_get_app_data(ssl), &caps);
+}
+
 static enum ssl_select_cert_result_t choose_certificate(const SSL_CLIENT_HELLO *hello) {
   struct tls_session *t = SSL_get_app_data(hello->ssl);
   struct client_caps caps;
   if (!clienthello_parse(hello->client_hello, hello->client_hello_len, &caps)) {
-    t->select_failure = CERTSELECT_NO_USABLE_CERT;
+    t->select_failure = CERTSELECT_BAD_HELLO;
+    return ssl_select_cert_error;
+  }
+  if (caps.sni_problem) {
+    refuse_sni(t, &caps);
     return ssl_select_cert_error;
   }
   const struct config *cfg = t->gen->cfg;
@@ -101,6 +136,26 @@ static enum ssl_select_cert_result_t select_certificate(const SSL_CLIENT_HELLO *
   return r;
 }
 
+/* Refuses a client that offers none of tls.alpn, naming what it offers (1 KiB of it at most). */
+static void refuse_alpn(struct tls_session *t, const uint8_t *in, unsigned in_len) {
+  struct strbuf offered = {0};
+  for (unsigned pos = 0; pos < in_len; pos += 1u + in[pos]) {
+    if (offered.len > 1024) {
+      strbuf_printf(&offered, ", ...");
+      break;
+    }
+    char name[LOG_ESCAPED_SIZE(255)];
+    log_escape(name, sizeof name, (const char *)in + pos + 1, MIN(in[pos], in_len - pos - 1));
+    strbuf_printf(&offered, "%s\"%s\"", offered.len ? ", " : "", name);
+  }
+  struct strbuf text = {0};
+  strbuf_printf(&text, "the client offers no protocol of tls.alpn (it offers %s)",
+                offered.len ? offered.data : "none");
+  set_refusal(t, text.data);
+  strbuf_free(&text);
+  strbuf_free(&offered);
+}
+
 /* Server preference: the first configured protocol the client also offers. A client offering
  * only protocols we lack gets no_application_protocol, as RFC 7301 3.2 asks. */
 static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
@@ -120,6 +175,7 @@ static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const ui
       pos += 1 + n;
     }
   }
+  refuse_alpn(t, in, in_len);
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
@@ -171,6 +227,7 @@ bool tls_session_init(struct tls_session *t, struct generation *gen, struct bufp
   BIO_set_init(bio, 1);
   SSL_set_bio(t->ssl, bio, bio);
   SSL_set_app_data(t->ssl, t);
+  SSL_set_msg_callback(t->ssl, on_message);
   SSL_set_accept_state(t->ssl);
   SSL_set_shed_handshake_config(t->ssl, 1);
   return true;
@@ -179,6 +236,8 @@ bool tls_session_init(struct tls_session *t, struct generation *gen, struct bufp
 void tls_session_free(struct tls_session *t) {
   SSL_free(t->ssl);
   t->ssl = NULL;
+  free(t->refusal);
+  t->refusal = NULL;
   if (t->in) buf_put(t->in);
   t->in = NULL;
   bufchain_clear(&t->out);

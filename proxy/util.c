@@ -2,12 +2,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 _Noreturn void die_oom(void) {
@@ -44,36 +46,49 @@ char *xstrndup(const char *s, size_t n) {
   return p;
 }
 
-bool read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return false;
+static const char *not_a_file(mode_t mode) {
+  if (S_ISDIR(mode)) return "it is a directory";
+  if (S_ISFIFO(mode)) return "it is a FIFO, not a regular file";
+  if (S_ISSOCK(mode)) return "it is a socket, not a regular file";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "it is a device, not a regular file";
+  return S_ISREG(mode) ? NULL : "it is not a regular file";
+}
+
+const char *read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len) {
+  /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer, for ever. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return strerror(errno);
+  struct stat st;
+  const char *why = fstat(fd, &st) != 0 ? strerror(errno) : not_a_file(st.st_mode);
+  if (why) {
+    close(fd);
+    return why;
+  }
   size_t cap = 4096, len = 0;
   uint8_t *buf = xmalloc(cap);
   for (;;) {
     if (len == cap) {
       if (cap >= max_len) {
-        free(buf);
-        fclose(f);
-        errno = EFBIG;
-        return false;
+        why = strerror(EFBIG);
+        break;
       }
       cap = MIN(cap * 2, max_len);
       buf = xrealloc(buf, cap);
     }
-    size_t n = fread(buf + len, 1, cap - len, f);
-    if (n == 0) break;
-    len += n;
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) why = strerror(errno);
+    if (n <= 0) break;
+    len += (size_t)n;
   }
-  bool ok = !ferror(f);
-  fclose(f);
-  if (!ok) {
+  close(fd);
+  if (why) {
     free(buf);
-    errno = EIO;
-    return false;
+    return why;
   }
   *out = buf;
   *out_len = len;
-  return true;
+  return NULL;
 }
 
 static long clock_offset(void) {

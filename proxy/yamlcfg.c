@@ -29,6 +29,154 @@ void ycfg_error(struct ycfg *y, const yaml_node_t *node, const char *key, const 
     strlist_add(y->errors, "%s:%lu:%lu: %s", y->file, line, col, msg);
 }
 
+/* ---- reading the stream ----------------------------------------------------------------------*/
+
+/* Where byte `offset` of `yaml` is, counting columns in characters as libyaml does. */
+static void offset_position(const char *yaml, size_t len, size_t offset, unsigned long *line,
+                            unsigned long *column) {
+  *line = *column = 1;
+  for (size_t i = 0; i < offset && i < len; i++) {
+    if (yaml[i] == '\n') {
+      ++*line;
+      *column = 1;
+    } else if (((unsigned char)yaml[i] & 0xc0) != 0x80) { /* not inside a UTF-8 sequence */
+      ++*column;
+    }
+  }
+}
+
+void ycfg_syntax_error(struct ycfg *y, const yaml_parser_t *parser, const char *yaml,
+                       size_t len) {
+  const char *problem = parser->problem ? parser->problem : "unreadable";
+  if (parser->error == YAML_READER_ERROR) { /* its position is a byte offset only */
+    unsigned long line, column;
+    offset_position(yaml, len, parser->problem_offset, &line, &column);
+    char value[24] = "";
+    if (parser->problem_value >= 0)
+      snprintf(value, sizeof value, " (0x%02x)", (unsigned)parser->problem_value);
+    strlist_add(y->errors, "%s:%lu:%lu: %s%s%s", y->file, line, column,
+                strstr(problem, "UTF-8") ? "not UTF-8: " : "", problem, value);
+    return;
+  }
+  strlist_add(y->errors, "%s:%lu:%lu: YAML syntax: %s%s%s", y->file,
+              (unsigned long)parser->problem_mark.line + 1,
+              (unsigned long)parser->problem_mark.column + 1, problem,
+              parser->context ? " " : "", parser->context ? parser->context : "");
+}
+
+struct shape_anchor {
+  char *name;
+  size_t values; /* what an alias to it stands for; 0 while its own value is being read */
+};
+
+struct shape {
+  struct shape_anchor anchors[YCFG_MAX_ANCHORS];
+  size_t anchor_count, alias_count;
+  size_t values;         /* values read, an alias counting for all those it stands for */
+  size_t aliased_values; /* the part of `values` that aliases stand for */
+  struct {
+    size_t values_before; /* `values` before the collection began */
+    struct shape_anchor *anchor;
+  } open[YCFG_MAX_DEPTH]; /* the mappings and lists being read, outermost first */
+  size_t depth;
+};
+
+static bool shape_error(struct ycfg *y, const yaml_mark_t *mark, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static bool shape_error(struct ycfg *y, const yaml_mark_t *mark, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  strlist_add(y->errors, "%s:%lu:%lu: %s", y->file, (unsigned long)mark->line + 1,
+              (unsigned long)mark->column + 1, msg);
+  return false;
+}
+
+static bool shape_anchor(struct ycfg *y, struct shape *sh, const yaml_event_t *ev,
+                         const yaml_char_t *name, size_t values, struct shape_anchor **out) {
+  if (out) *out = NULL;
+  if (!name) return true;
+  if (sh->anchor_count == YCFG_MAX_ANCHORS)
+    return shape_error(y, &ev->start_mark, "more than %d anchors", YCFG_MAX_ANCHORS);
+  struct shape_anchor *a = &sh->anchors[sh->anchor_count++];
+  a->name = xstrdup((const char *)name);
+  a->values = values;
+  if (out) *out = a;
+  return true;
+}
+
+static bool shape_alias(struct ycfg *y, struct shape *sh, const yaml_event_t *ev) {
+  const char *name = (const char *)ev->data.alias.anchor;
+  if (++sh->alias_count > YCFG_MAX_ALIASES)
+    return shape_error(y, &ev->start_mark, "more than %d aliases", YCFG_MAX_ALIASES);
+  const struct shape_anchor *a = NULL;
+  for (size_t i = sh->anchor_count; i-- > 0 && !a;) /* the latest anchor of that name counts */
+    if (!strcmp(sh->anchors[i].name, name)) a = &sh->anchors[i];
+  if (!a) return true; /* the loader reports it */
+  if (a->values == 0)
+    return shape_error(y, &ev->start_mark, "alias *%s inside the value it names", name);
+  sh->values += a->values;
+  sh->aliased_values += a->values;
+  if (sh->aliased_values > YCFG_MAX_ALIASED_VALUES)
+    return shape_error(y, &ev->start_mark, "aliases stand for more than %d values",
+                       YCFG_MAX_ALIASED_VALUES);
+  return true;
+}
+
+static bool shape_event(struct ycfg *y, struct shape *sh, const yaml_event_t *ev) {
+  switch (ev->type) {
+  case YAML_SCALAR_EVENT:
+    sh->values++;
+    return shape_anchor(y, sh, ev, ev->data.scalar.anchor, 1, NULL);
+  case YAML_SEQUENCE_START_EVENT:
+  case YAML_MAPPING_START_EVENT: {
+    if (sh->depth == YCFG_MAX_DEPTH)
+      return shape_error(y, &ev->start_mark, "nesting deeper than %d levels", YCFG_MAX_DEPTH);
+    const yaml_char_t *anchor = ev->type == YAML_SEQUENCE_START_EVENT
+                                    ? ev->data.sequence_start.anchor
+                                    : ev->data.mapping_start.anchor;
+    sh->open[sh->depth].values_before = sh->values++;
+    return shape_anchor(y, sh, ev, anchor, 0, &sh->open[sh->depth++].anchor);
+  }
+  case YAML_SEQUENCE_END_EVENT:
+  case YAML_MAPPING_END_EVENT:
+    if (sh->depth == 0) return true; /* cannot happen: libyaml pairs them */
+    sh->depth--;
+    if (sh->open[sh->depth].anchor)
+      sh->open[sh->depth].anchor->values = sh->values - sh->open[sh->depth].values_before;
+    return true;
+  case YAML_ALIAS_EVENT: return shape_alias(y, sh, ev);
+  default: return true;
+  }
+}
+
+bool ycfg_check_shape(struct ycfg *y, const char *yaml, size_t len) {
+  struct shape *sh = xcalloc(1, sizeof *sh);
+  yaml_parser_t parser;
+  yaml_parser_initialize(&parser);
+  yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+  bool ok = true, done = false;
+  while (ok && !done) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&parser, &ev)) {
+      ycfg_syntax_error(y, &parser, yaml, len);
+      ok = false;
+      break;
+    }
+    ok = shape_event(y, sh, &ev);
+    done = ev.type == YAML_STREAM_END_EVENT;
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&parser);
+  for (size_t i = 0; i < sh->anchor_count; i++) free(sh->anchors[i].name);
+  free(sh);
+  return ok;
+}
+
+/* ---- the document ----------------------------------------------------------------------------*/
+
 yaml_node_t *ycfg_child(struct ycfg *y, yaml_node_item_t id) {
   return yaml_document_get_node(&y->doc, id);
 }

@@ -29,6 +29,8 @@ enum certselect_failure {
   CERTSELECT_NO_VERSION,      /* no TLS version in common */
   CERTSELECT_NO_USABLE_CERT,  /* the client can verify none of the name's certificates */
   CERTSELECT_NO_VALID_STAPLE, /* usable, but the OCSP policy forbids serving without a staple */
+  CERTSELECT_BAD_HELLO,       /* a ClientHello clienthello_parse() refuses */
+  CERTSELECT_BAD_SNI,         /* a server_name that is not a host name */
 };
 
 struct cert_choice {

@@ -38,11 +38,22 @@ struct client_caps {
   unsigned groups;   /* CAPS_GROUP_* */
   unsigned suites;   /* CAPS_SUITE_* */
   bool status_request; /* asked for an OCSP staple */
-  char sni[256];     /* host_name from server_name, or "" */
+  char sni[256];     /* host_name from server_name when it is a host name, or "" */
+  /* When the host_name is not a host name: why (see clienthello_host_name_problem), and the
+   * name as sent, pointing into the message given to clienthello_parse. */
+  const char *sni_problem;
+  const uint8_t *bad_sni;
+  size_t bad_sni_len;
 };
 
+/* Why `name` is not a host name as server_name must carry one (RFC 6066 3): dot-separated
+ * labels of 1 to 63 letters, digits, '-' or '_', 255 bytes at most, a final dot allowed. NULL
+ * when it is one. */
+const char *clienthello_host_name_problem(const uint8_t *name, size_t len);
+
 /* Parses a ClientHello message body (after the 4-byte handshake header), as BoringSSL hands it
- * to the select-certificate callback. False when it is malformed. */
+ * to the select-certificate callback. False when it is malformed; a server_name that is not a
+ * host name does not make it malformed, it sets `sni_problem`. */
 bool clienthello_parse(const uint8_t *body, size_t len, struct client_caps *out);
 
 /* Parses TLS records holding one ClientHello (possibly over several records), as read off the

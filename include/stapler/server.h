@@ -35,6 +35,7 @@ struct server {
   struct ticket_keys *tickets;  /* the published set (owned by the publication) */
   uint64_t reloads_ok, reloads_failed;
   bool stopping;
+  uint64_t stop_deadline_ms; /* uv_hrtime() in ms by which the process should have exited */
 };
 
 /* Client connections open now, summed over the workers' own counters. */

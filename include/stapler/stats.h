@@ -20,7 +20,8 @@ enum stat_counter {
   STAT_HANDSHAKE_FAIL_TIMEOUT,
   STAT_HANDSHAKE_FAIL_NO_CERTIFICATE, /* the client can use none of the name's certificates */
   STAT_HANDSHAKE_FAIL_NO_STAPLE,      /* the OCSP policy forbade serving */
-  STAT_HANDSHAKE_FAIL_PROTOCOL,       /* anything else BoringSSL refused */
+  STAT_HANDSHAKE_FAIL_BAD_SNI,        /* a server_name that is not a host name */
+  STAT_HANDSHAKE_FAIL_PROTOCOL,       /* anything else BoringSSL or stapler refused */
   STAT_PROXY_HEADER_FAILURES,         /* bad PROXY protocol header from a load balancer */
   STAT_REQUESTS,                      /* HTTP/1.1 requests */
   STAT_REQUESTS_H2,                   /* HTTP/2 streams carrying a request */

@@ -26,6 +26,10 @@ struct tls_session {
   bool stapled;            /* an OCSP response went with it */
   bool status_requested;   /* the client asked for one */
   enum certselect_failure select_failure;
+  /* Why stapler refused the handshake when that needs the client's own bytes to tell (a
+   * server_name that is not a host name, ALPN offers), escaped for a log line; else NULL.
+   * Owned. */
+  char *refusal;
 };
 
 /* The SSL_CTX for a generation: versions, ciphers, groups, ALPN, tickets and the callbacks. */

@@ -19,8 +19,10 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
-/* Reads a whole file. Returns false and sets errno on failure. The caller frees *out. */
-bool read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len);
+/* Reads a whole regular file of at most `max_len` bytes. Anything else (a directory, a FIFO, a
+ * device) is refused without waiting for it. Returns NULL, or why the file cannot be read. The
+ * caller frees *out. */
+const char *read_file(const char *path, uint8_t **out, size_t *out_len, size_t max_len);
 
 /* Wall-clock seconds. The environment variable STAPLER_TEST_CLOCK_OFFSET (seconds, read once)
  * shifts it, so tests can see staples age and expire without waiting; never set it in

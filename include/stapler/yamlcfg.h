@@ -31,6 +31,24 @@ struct ycfg_field {
 void ycfg_error(struct ycfg *y, const yaml_node_t *node, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Limits on the shape of a document, far beyond what a configuration needs. */
+#define YCFG_MAX_DEPTH 64            /* mappings and lists inside each other */
+#define YCFG_MAX_ANCHORS 256
+#define YCFG_MAX_ALIASES 256
+#define YCFG_MAX_ALIASED_VALUES 10000 /* values that all aliases together stand for */
+
+/* Reads the `len` bytes of `yaml` as a stream of events before they are loaded, and refuses
+ * what would make libyaml or the loader work far beyond the size of the file: nesting deeper
+ * than YCFG_MAX_DEPTH (libyaml slows down with the square of the depth), and aliases beyond the
+ * limits (each alias is a whole copy of its anchor's value to whoever walks the document, so a
+ * few can stand for billions of values). Syntax errors are recorded too. False when anything
+ * was. */
+bool ycfg_check_shape(struct ycfg *y, const char *yaml, size_t len);
+
+/* Records the error `parser` stopped at in `yaml` (its input), with its FILE:LINE:COLUMN. */
+void ycfg_syntax_error(struct ycfg *y, const yaml_parser_t *parser, const char *yaml,
+                       size_t len);
+
 yaml_node_t *ycfg_child(struct ycfg *y, yaml_node_item_t id);
 /* Whether a mapping node has `key` (whatever its value). */
 bool ycfg_has_key(struct ycfg *y, yaml_node_t *mapping, const char *key);

@@ -1,5 +1,6 @@
 """Process lifecycle and the command line: graceful stop, drain, start-up errors, -t, the
 embedded default."""
+import os
 import signal
 import socket
 import subprocess
@@ -77,6 +78,34 @@ class CommandLineTest(StaplerCase):
         rc, out = self.run_stapler("-c", self.tmp + "/missing.yaml")
         self.assertEqual(rc, 1)
         self.assertIn("cannot read the config file", out)
+
+    def test_check_refuses_what_would_stall_it(self):
+        # Deep nesting, many aliases and files that are not files: refused at once.
+        deep = self.write("deep.yaml", "listen: " + "[" * 80000 + "\n")
+        aliases = self.write("aliases.yaml", "x: &x {k: 1}\nlisten: [" + "*x, " * 2000 + "*x]\n")
+        fifo = os.path.join(self.tmp, "fifo.yaml")
+        os.mkfifo(fifo)
+        for path, want in ((deep, "deep.yaml:1:72: nesting deeper than 64 levels"),
+                           (aliases, "aliases.yaml:2:1034: more than 256 aliases"),
+                           (fifo, "fifo.yaml: cannot read the config file: it is a FIFO"),
+                           (self.tmp, "cannot read the config file: it is a directory")):
+            t0 = time.monotonic()
+            rc, out = self.run_stapler("-t", "-c", path, timeout=20)
+            self.assertEqual(rc, 1, out)
+            self.assertIn(want, out)
+            self.assertLess(time.monotonic() - t0, 5)
+
+    def test_workers_auto_follows_cpu_affinity(self):
+        if len(os.sched_getaffinity(0)) < 2:
+            self.skipTest("needs two usable CPUs to tell the difference")
+        from harness import yaml_config
+        port = free_port()
+        cfg = self.write("auto.yaml", yaml_config(port, "127.0.0.1:1", [self.pki.ecdsa],
+                                                  "workers: auto\nocsp:\n  fetch: false\n"))
+        p = self.start(["taskset", "-c", "0", STAPLER, "-c", cfg], "stapler")
+        wait_until(lambda: "forwarding to" in p.log() or not p.alive(), what="stapler start")
+        self.assertIn(", 1 worker(s),", p.log())
+        self.assertEqual(p.stop(), 0, p.log())
 
     def test_port_in_use(self):
         blocker = socket.socket()

@@ -85,6 +85,30 @@ class ReloadTest(RuntimeCase):
             self.assertEqual(self.request(self.port)[0], 200)
         self.assertNotIn("generation 2", p.log())
 
+    def test_reload_refuses_files_that_would_stall_it(self):
+        p = self.start_stapler(self.config(self.port, [self.pki.ecdsa]))
+        good = open(p.config_path).read()
+        fifo = os.path.join(self.tmp, "fifo")
+        os.mkfifo(fifo)
+        # A FIFO renamed over the config file, then a certificate that is one.
+        for name, text in (("stapler.yaml", None),
+                           ("with-fifo-cert.yaml", good.replace(self.pki.ecdsa["cert"], fifo))):
+            self.mark(p)
+            if text is None:
+                os.rename(fifo, p.config_path)
+            else:
+                os.replace(self.write(name, text), p.config_path)
+            p.send_signal(signal.SIGHUP)
+            wait_until(lambda: "stays in use" in p.log()[p.mark:], timeout=5, what="refusal")
+            self.assertIn("it is a FIFO, not a regular file", p.log()[p.mark:])
+            self.assertEqual(self.request(self.port)[0], 200)
+            if text is None:
+                os.rename(p.config_path, fifo)
+        self.mark(p)
+        self.write("stapler.yaml", good)
+        self.reload(p, 2)
+        self.assertIn("reloaded: generation 2", p.log())
+
     def test_listeners_added_and_removed(self):
         p = self.start_stapler(self.config(self.port))
         second = free_port()
@@ -428,6 +452,24 @@ class AdminTest(RuntimeCase):
         expiry = [k for k in after if k.startswith("stapler_certificate_expiry_timestamp_seconds")]
         self.assertEqual(len(expiry), 2)
 
+    def test_metrics_with_a_long_certificate_path(self):
+        # A path of 900+ characters, with a quote and a backslash to escape on the way.
+        d = self.tmp
+        for i in range(5):
+            d = os.path.join(d, "%d-" % i + "x" * 180 + ('"\\' if i == 2 else ""))
+        os.makedirs(d)
+        long_cert = dict(self.pki.ecdsa, cert=os.path.join(d, "ecdsa.chain.pem"))
+        with open(self.pki.ecdsa["cert"]) as src, open(long_cert["cert"], "w") as dst:
+            dst.write(src.read())
+        self.assertGreater(len(long_cert["cert"]), 900)
+        self.start_with_admin(certs=[self.pki.rsa, long_cert])
+        m = self.parse_metrics(http_get(self.admin, "/metrics")[1])  # every line parses
+        label = long_cert["cert"].replace("\\", "\\\\").replace('"', '\\"')
+        self.assertIn('stapler_certificate_expiry_timestamp_seconds{certificate="%s",key="ecdsa"}'
+                      % label, m)
+        self.assertIn('stapler_ocsp_staple_info{certificate="%s",key="ecdsa",state="none"}'
+                      % label, m)
+
     def test_backend_error_kinds_counted_once(self):
         self.start_with_admin()
         self.assertEqual(self.request(self.port, b"/close-early")[0], 502)
@@ -512,6 +554,37 @@ class LoggingTest(RuntimeCase):
                 self.assertEqual(doc["path"], "/echo")
                 self.assertEqual(doc["method"], "GET")
 
+    def test_client_bytes_cannot_forge_log_lines(self):
+        forged = "2026-12-04T00:00:00.000Z error FORGED"
+        for fmt in ("text", "json"):
+            port = free_port()
+            p = self.start_stapler(self.config(port, extra="log:\n  format: %s\n" % fmt),
+                                   name="stapler-" + fmt)
+            self.s_client(port, ["-alpn", "h3"], servername="evil\n" + forged)
+            self.s_client(port, ["-alpn", "h3\x1b[2J,x\"y"])
+            for path in (b"/\xff\xfe\xe2\x80\xa8", b'/a"b\\c'):
+                self.request(port, path)
+            self.wait_log(p, "TLS handshake failed", count=2)
+            self.wait_log(p, "access", count=2)
+            with open(p.log_path, "rb") as f:
+                text = f.read().decode("utf-8")  # strict: every line is UTF-8
+            shown = []
+            for line in text.splitlines():
+                self.assertFalse(line.startswith(forged), text)
+                if fmt == "json":
+                    doc = json.loads(line)
+                    shown.append(doc["msg"] + " " + str(doc.get("path")))
+                else:
+                    self.assertRegex(line, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z "
+                                           r"(error|warn |info |debug) \S")
+                    shown.append(line)
+            shown = "\n".join(shown)
+            # The same escaped text in both formats: what a client sent, visibly.
+            self.assertIn('"evil\\x0a' + forged + '"', shown)
+            self.assertIn('"h3\\x1b[2J", "x\\"y"', shown)
+            self.assertIn('/\\xff\\xfe\\xe2\\x80\\xa8', shown)
+            self.assertIn('/a\\"b\\\\c', shown)
+
     def test_access_log_when_client_leaves_before_the_response(self):
         port = free_port()
         p = self.start_stapler(self.config(port))
@@ -561,6 +634,33 @@ class LoggingTest(RuntimeCase):
                     status, _, _, rest = read_http_response(s, rest)
                     done += status == 200
             self.assertEqual(done, 3000)
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def test_blocked_stderr_does_not_delay_exit(self):
+        port = free_port()
+        cfg = self.write("stuck.yaml", self.config(port, extra="workers: 1\n"
+                                                   "timeouts:\n  shutdown: 2s\n"))
+        proc = subprocess.Popen([STAPLER, "-c", cfg], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # never read: the pipe fills up
+        try:
+            wait_until(lambda: listening_port(port), what="stapler")
+            with self.tls_connect(port) as s:
+                rest = b""
+                for i in range(1500):  # far more access lines than a pipe holds
+                    s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                    status, _, _, rest = read_http_response(s, rest)
+                    self.assertEqual(status, 200)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                rc = None
+            # timeouts.shutdown from the signal, and a little for the exit itself.
+            self.assertEqual(rc, 0, "no exit %.1f s after SIGTERM" % (time.monotonic() - t0))
+            self.assertLess(time.monotonic() - t0, 2 + (4 if SANITIZED else 1.5))
         finally:
             proc.kill()
             proc.wait()

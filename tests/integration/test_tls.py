@@ -2,9 +2,34 @@
 static OCSP staples sent only when asked and only with their own certificate."""
 import os
 import re
+import socket
+import struct
 import subprocess
 
 from harness import StaplerCase, run, OPENSSL, STAPLER
+
+
+def client_hello(server_name):
+    """One TLS record with a TLS 1.3 ClientHello whose server_name is `server_name` (bytes, any),
+    for names no real client would send."""
+    def vec8(b):
+        return struct.pack("!B", len(b)) + b
+
+    def vec16(b):
+        return struct.pack("!H", len(b)) + b
+
+    def ext(kind, body):
+        return struct.pack("!H", kind) + vec16(body)
+
+    exts = (ext(0, vec16(b"\x00" + vec16(server_name))) +
+            ext(10, vec16(struct.pack("!HH", 29, 23))) +               # X25519, P-256
+            ext(13, vec16(struct.pack("!HHH", 0x0403, 0x0804, 0x0401))) +
+            ext(43, vec8(struct.pack("!HH", 0x0304, 0x0303))) +         # TLS 1.3, 1.2
+            ext(51, vec16(struct.pack("!HH", 29, 32) + os.urandom(32))))  # key_share
+    body = (b"\x03\x03" + os.urandom(32) + vec8(os.urandom(32)) +
+            vec16(struct.pack("!HHH", 0x1301, 0x1302, 0xc02b)) + vec8(b"\x00") + vec16(exts))
+    message = b"\x01" + struct.pack("!I", len(body))[1:] + body
+    return b"\x16\x03\x01" + vec16(message)
 
 
 class DualCertificateTest(StaplerCase):
@@ -108,6 +133,29 @@ class SniTest(StaplerCase):
         self.assertEqual(self.served_subject(out), "localhost-ecdsa", out)
         rc, out = self.s_client(self.p.port, servername=None)
         self.assertEqual(self.served_subject(out), "localhost-ecdsa", out)
+
+    def test_malformed_sni_refused_with_its_reason(self):
+        cases = [(b"evil\n2026", "control byte"), (b"a b.example", "space"),
+                 (b"a\x00b", "NUL byte"), (b"a..example", "empty label"),
+                 (b".example", "empty label"), (b"x" * 300, "longer than 255 bytes"),
+                 (b"", "empty"), (b"\xc3\xa9.example", "byte other than"),
+                 (b"a" * 64 + b".example", "label longer than 63 bytes")]
+        for name, reason in cases:
+            with socket.create_connection(("127.0.0.1", self.p.port), timeout=10) as s:
+                s.sendall(client_hello(name))
+                reply = s.recv(5)
+                self.assertEqual(reply[:1], b"\x15", "%r: an alert, not %r" % (name, reply))
+        for name, reason in cases:
+            self.wait_log(self.p, "is not a host name (%s" % reason)
+        log = self.p.log()
+        self.assertIn('TLS handshake failed: SNI "evil\\x0a2026" is not a host name', log)
+        self.assertIn('SNI "a\\x00b" is not a host name (NUL byte)', log)
+        self.assertIn('SNI "\\xc3\\xa9.example" is not a host name', log)
+        self.assertNotIn("no details", log)
+        # Host names as they are sent: any case, an underscore, the root's final dot.
+        self.assertEqual(self.subject_for("other.example."), "other-ecdsa")
+        self.assertEqual(self.subject_for("Other.Example"), "other-ecdsa")
+        self.assertEqual(self.subject_for("my_host.wild.example"), "wild-rsa")
 
     def test_single_certificate_name_refuses_client_that_cannot_use_it(self):
         rc, out = self.s_client(self.p.port, ["-sigalgs", "RSA-PSS+SHA256"],

@@ -4,6 +4,7 @@
 
 #include "stapler/certselect.h"
 #include "stapler/clienthello.h"
+#include "stapler/util.h"
 #include "testing.h"
 
 enum expect { WANT_ECDSA, WANT_RSA, WANT_NONE };
@@ -149,10 +150,80 @@ static void test_malformed_inputs(void) {
   CHECK(!clienthello_parse(dup, sizeof dup, &caps));
 }
 
+/* A ClientHello body whose server_name list holds `name`. */
+static size_t hello_with_name(uint8_t *out, const char *name, size_t name_len) {
+  static const uint8_t head[] = {0x03, 0x03, [34] = 0x00, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00};
+  size_t n = sizeof head;
+  memcpy(out, head, n);
+  size_t ext_len = 4 + 5 + name_len;
+  const uint8_t exts[] = {(uint8_t)(ext_len >> 8), (uint8_t)ext_len, 0x00, 0x00, /* server_name */
+                          (uint8_t)((name_len + 5) >> 8), (uint8_t)(name_len + 5),
+                          (uint8_t)((name_len + 3) >> 8), (uint8_t)(name_len + 3), /* the list */
+                          0x00, (uint8_t)(name_len >> 8), (uint8_t)name_len};   /* host_name */
+  memcpy(out + n, exts, sizeof exts);
+  n += sizeof exts;
+  memcpy(out + n, name, name_len);
+  return n + name_len;
+}
+
+static void test_server_name_must_be_a_host_name(void) {
+  static const struct {
+    const char *name;
+    size_t len;
+    const char *problem; /* NULL: a host name */
+  } cases[] = {
+      {"example.com", 11, NULL},
+      {"Example.COM.", 12, NULL},
+      {"my_host-1.example", 17, NULL},
+      {"localhost", 9, NULL},
+      {"", 0, "empty"},
+      {"a..b", 4, "empty label"},
+      {".example", 8, "empty label"},
+      {".", 1, "empty label"},
+      {"a b", 3, "space"},
+      {"evil\n2026", 9, "control byte"},
+      {"a\x7f", 2, "control byte"},
+      {"a\0b", 3, "NUL byte"},
+      {"caf\xc3\xa9", 5, "byte other than a letter, digit, '-', '_' or '.'"},
+      {"*.example", 9, "byte other than a letter, digit, '-', '_' or '.'"},
+      {"[::1]", 5, "byte other than a letter, digit, '-', '_' or '.'"},
+  };
+  uint8_t body[512];
+  for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+    testing_current = cases[i].name;
+    const uint8_t *name = (const uint8_t *)cases[i].name;
+    const char *problem = clienthello_host_name_problem(name, cases[i].len);
+    CHECK(cases[i].problem ? problem && !strcmp(problem, cases[i].problem) : !problem);
+    /* In a ClientHello, a bad name is a refusal to report, not a malformed message. */
+    struct client_caps caps;
+    CHECK(clienthello_parse(body, hello_with_name(body, cases[i].name, cases[i].len), &caps));
+    CHECK(caps.sni_problem == problem);
+    if (problem) {
+      CHECK_STR(caps.sni, "");
+      CHECK_EQ_INT(caps.bad_sni_len, cases[i].len);
+      CHECK(caps.bad_sni && !memcmp(caps.bad_sni, cases[i].name, cases[i].len));
+    } else {
+      CHECK_EQ_INT(strlen(caps.sni), cases[i].len);
+    }
+  }
+  char label[80], name[300];
+  memset(label, 'a', sizeof label);
+  CHECK(!clienthello_host_name_problem((const uint8_t *)label, 63));
+  CHECK_STR(clienthello_host_name_problem((const uint8_t *)label, 64),
+            "label longer than 63 bytes");
+  for (size_t i = 0; i < sizeof name; i++) name[i] = i % 64 == 63 ? '.' : 'a';
+  CHECK(!clienthello_host_name_problem((const uint8_t *)name, 255));
+  CHECK_STR(clienthello_host_name_problem((const uint8_t *)name, 256), "longer than 255 bytes");
+  struct client_caps caps;
+  CHECK(clienthello_parse(body, hello_with_name(body, name, 256), &caps));
+  CHECK_STR(caps.sni_problem, "longer than 255 bytes");
+}
+
 TEST_MAIN({
   RUN(test_captures_parse_and_choose);
   RUN(test_single_certificate_names);
   RUN(test_p384_certificate);
   RUN(test_version_limits);
   RUN(test_malformed_inputs);
+  RUN(test_server_name_must_be_a_host_name);
 })

@@ -1,7 +1,14 @@
-/* Config loading: every kind of error names FILE:LINE:COLUMN, the key and what was expected. */
+/* Config loading: every kind of error names FILE:LINE:COLUMN, the key and what was expected;
+ * files that would stall the loader, or make it work without end, are refused at once. */
+#include <fcntl.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "stapler/config.h"
+#include "stapler/strbuf.h"
 #include "testing.h"
 
 static const char *kBase =
@@ -197,6 +204,126 @@ static void test_default_config(void) {
   config_free(cfg);
 }
 
+static double seconds_since(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Loads `path`, expects failure within a second, and checks the first error. */
+static void expect_file_error(const char *path, const char *want) {
+  struct strlist errors = {0};
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  struct config *cfg = config_load(path, &errors);
+  CHECK(seconds_since(&t0) < 1.0);
+  CHECK(cfg == NULL);
+  CHECK(errors.count >= 1);
+  if (errors.count) CHECK_CONTAINS(errors.items[0], want);
+  config_free(cfg);
+  strlist_free(&errors);
+}
+
+/* Opens the FIFO for writing once someone reads it (so that a reader that waits for a writer
+ * is let go after a while, instead of hanging the test), giving up after 3 seconds. */
+static void *release_fifo(void *path) {
+  for (int i = 0; i < 60; i++) {
+    int fd = open(path, O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) {
+      close(fd);
+      return NULL;
+    }
+    usleep(50 * 1000);
+  }
+  return NULL;
+}
+
+static void test_files_that_are_not_regular(void) {
+  char dir[] = "/tmp/stapler-config-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  expect_file_error(dir, "it is a directory");
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "%s/fifo.yaml", dir);
+  CHECK(mkfifo(fifo, 0600) == 0);
+  pthread_t releaser;
+  pthread_create(&releaser, NULL, release_fifo, fifo);
+  expect_file_error(fifo, "fifo.yaml: cannot read the config file: it is a FIFO, not a regular "
+                          "file");
+  pthread_join(releaser, NULL);
+  unlink(fifo);
+  rmdir(dir);
+  expect_file_error("/dev/null", "it is a device, not a regular file");
+  expect_file_error("/nonexistent/stapler.yaml", "No such file or directory");
+}
+
+static void test_bytes_that_are_not_utf8(void) {
+  char yaml[1024];
+  /* The position of the byte itself, counted in characters like every other position. */
+  snprintf(yaml, sizeof yaml, "%slog:\n  level: \"d\xc3\xa9\xff\"\n", kBase);
+  expect_error(yaml, "test.yaml:9:13: ");
+  expect_error(yaml, "not UTF-8");
+  expect_error("\xfe\n", "test.yaml:1:1: ");
+  expect_error("listen:\n\n  - address: \x01\n", "test.yaml:3:14: ");
+}
+
+static void expect_quick_error(const char *yaml, const char *want) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  expect_error(yaml, want);
+  CHECK(seconds_since(&t0) < 1.0);
+}
+
+static void test_nesting_and_aliases_are_bounded(void) {
+  /* Deep nesting: libyaml alone would take seconds, then minutes. */
+  struct strbuf b = {0};
+  strbuf_printf(&b, "x: ");
+  for (int i = 0; i < 80000; i++) strbuf_printf(&b, "[");
+  expect_quick_error(b.data, "test.yaml:1:67: nesting deeper than 64 levels");
+  strbuf_free(&b);
+  strbuf_printf(&b, "x: ");
+  for (int i = 0; i < 63; i++) strbuf_printf(&b, "[");
+  for (int i = 0; i < 63; i++) strbuf_printf(&b, "]");
+  expect_error(b.data, "x: unknown key"); /* 64 levels are fine */
+  strbuf_free(&b);
+
+  /* Many aliases, or aliases that stand for far more than the file holds. */
+  strbuf_printf(&b, "a: &x 1\nb: [");
+  for (int i = 0; i < 300; i++) strbuf_printf(&b, "*x, ");
+  strbuf_printf(&b, "*x]\n");
+  expect_quick_error(b.data, "test.yaml:2:1029: more than 256 aliases");
+  strbuf_free(&b);
+  strbuf_printf(&b, "x0: &a {");
+  for (int i = 0; i < 10; i++) strbuf_printf(&b, "k%d: 1, ", i);
+  strbuf_printf(&b, "k: 1}\n");
+  for (int level = 1; level < 5; level++) {
+    strbuf_printf(&b, "x%d: &%c [", level, 'a' + level);
+    for (int i = 0; i < 10; i++) strbuf_printf(&b, "*%c, ", 'a' + level - 1);
+    strbuf_printf(&b, "0]\n");
+  }
+  strbuf_printf(&b, "listen: *e\n");
+  expect_quick_error(b.data, "test.yaml:4:");
+  expect_quick_error(b.data, "aliases stand for more than 10000 values");
+  strbuf_free(&b);
+  strbuf_printf(&b, "a: [");
+  for (int i = 0; i < 300; i++) strbuf_printf(&b, "&a%d 1, ", i);
+  strbuf_printf(&b, "0]\n");
+  expect_quick_error(b.data, "more than 256 anchors");
+  strbuf_free(&b);
+  expect_error("listen: &l [*l]\n", "test.yaml:1:13: alias *l inside the value it names");
+
+  /* An alias that is used as YAML means it. */
+  char yaml[1024];
+  snprintf(yaml, sizeof yaml, "%s    ocsp_response: &r certs/a.der\n"
+                              "  - cert: certs/b.pem\n    key: certs/b.key\n"
+                              "    ocsp_response: *r\n", kBase);
+  struct strlist errors = {0};
+  struct config *cfg = load(yaml, &errors);
+  CHECK(cfg != NULL);
+  if (cfg) CHECK_STR(cfg->certs[1].ocsp_response, "/etc/stapler/certs/a.der");
+  config_free(cfg);
+  strlist_free(&errors);
+}
+
 TEST_MAIN({
   RUN(test_minimal_and_defaults);
   RUN(test_full_schema);
@@ -204,4 +331,7 @@ TEST_MAIN({
   RUN(test_structure_errors);
   RUN(test_all_errors_reported);
   RUN(test_default_config);
+  RUN(test_files_that_are_not_regular);
+  RUN(test_bytes_that_are_not_utf8);
+  RUN(test_nesting_and_aliases_are_bounded);
 })

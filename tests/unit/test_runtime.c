@@ -6,8 +6,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "stapler/log.h"
 #include "stapler/proxy_protocol.h"
 #include "stapler/tickets.h"
+#include "stapler/util.h"
 #include "testing.h"
 
 static struct sockaddr_storage v4(const char *ip, uint16_t port) {
@@ -188,9 +190,84 @@ static void test_ticket_key_file(void) {
   unlink(path);
 }
 
+static void test_log_escape(void) {
+  char out[LOG_ESCAPED_SIZE(64)];
+  CHECK_EQ_INT(log_escape(out, sizeof out, "example.com", 11), 11);
+  CHECK_STR(out, "example.com");
+  log_escape(out, sizeof out, "evil\n2026 \"x\" \\", 15);
+  CHECK_STR(out, "evil\\x0a2026 \\\"x\\\" \\\\");
+  log_escape(out, sizeof out, "a\0b\x7f\x1b\xff\xc3\xa9", 8);
+  CHECK_STR(out, "a\\x00b\\x7f\\x1b\\xff\\xc3\\xa9");
+  /* Cut between escapes, never inside one. */
+  CHECK_EQ_INT(log_escape(out, 6, "ab\ncd", 5), 2);
+  CHECK_STR(out, "ab");
+  CHECK_EQ_INT(log_escape(out, 7, "ab\ncd", 5), 6);
+  CHECK_STR(out, "ab\\x0a");
+  CHECK_EQ_INT(log_escape(out, 9, "ab\ncd", 5), 8);
+  CHECK_STR(out, "ab\\x0acd");
+}
+
+static char logged[8192];
+static size_t logged_len;
+
+static void capture(const char *line, size_t len) {
+  if (logged_len + len < sizeof logged) memcpy(logged + logged_len, line, len);
+  logged_len += len;
+  logged[logged_len < sizeof logged ? logged_len : 0] = '\0';
+}
+
+/* The part of a captured text line after "2026-11-22T04:48:47.983Z info  ". */
+static const char *text_line(void) { return logged_len > 31 ? logged + 31 : ""; }
+
+static void test_log_lines(void) {
+  log_set_sink(capture);
+  log_configure(LOG_INFO, LOG_FORMAT_TEXT);
+  const struct log_field fields[] = {LOG_STR("sni", "example.com"), LOG_STR("path", "/a b\n"),
+                                     LOG_STR("method", "G\xffT"), LOG_NUM("status", -1),
+                                     LOG_STR("empty", ""), LOG_STR("eq", "a=b")};
+  logged_len = 0;
+  log_fields(LOG_INFO, "access", fields, ARRAY_SIZE(fields));
+  CHECK_STR(text_line(), "access sni=example.com path=\"/a b\\x0a\" method=\"G\\xffT\" "
+                         "status=-1 empty=\"\" eq=\"a=b\"\n");
+  /* A message is one line of UTF-8 whatever it holds; UTF-8 text stays readable. */
+  logged_len = 0;
+  log_info("caf\xc3\xa9 %s", "two\nlines \xff \xc2\x85 \"q\"");
+  CHECK_STR(text_line(), "caf\xc3\xa9 two\\x0alines \\xff \\xc2\\x85 \"q\"\n");
+
+  log_configure(LOG_INFO, LOG_FORMAT_JSON);
+  logged_len = 0;
+  log_fields(LOG_INFO, "access", fields, ARRAY_SIZE(fields));
+  CHECK_CONTAINS(logged, "\"msg\":\"access\",\"sni\":\"example.com\",\"path\":\"/a b\\\\x0a\","
+                         "\"method\":\"G\\\\xffT\",\"status\":-1,\"empty\":\"\",\"eq\":\"a=b\"}\n");
+  logged_len = 0;
+  log_info("%s", "\"q\" \\ \x01 \xe2\x82");
+  CHECK_CONTAINS(logged, "\"msg\":\"\\\"q\\\" \\\\ \\\\x01 \\\\xe2\\\\x82\"}\n");
+
+  /* Cut short, a line still ends as it should: one line, a closed JSON object. */
+  static char big[6000];
+  memset(big, '\x01', sizeof big - 1);
+  const struct log_field long_fields[] = {LOG_STR("a", big), LOG_NUM("n", 7)};
+  logged_len = 0;
+  log_fields(LOG_INFO, "access", long_fields, 2);
+  CHECK(logged_len <= 4096);
+  CHECK(logged_len > 4000);
+  CHECK(!strcmp(logged + logged_len - 3, "\"}\n"));
+  CHECK(strchr(logged, '\n') == logged + logged_len - 1);
+  CHECK(!strstr(logged, "\"n\":"));
+  log_configure(LOG_INFO, LOG_FORMAT_TEXT);
+  logged_len = 0;
+  log_fields(LOG_INFO, "access", long_fields, 2);
+  CHECK(logged_len <= 4096);
+  CHECK(!strcmp(logged + logged_len - 2, "\"\n"));
+  CHECK(strchr(logged, '\n') == logged + logged_len - 1);
+  log_set_sink(NULL);
+}
+
 TEST_MAIN({
   RUN(test_v1_write_spec_examples);
   RUN(test_v1_parse);
   RUN(test_v2_write_and_parse);
   RUN(test_ticket_key_file);
+  RUN(test_log_escape);
+  RUN(test_log_lines);
 })
