@@ -1,12 +1,13 @@
 #include "stapler/cert.h"
 
 #include <errno.h>
+#include <openssl/err.h>
 #include <openssl/mem.h>
-#include <openssl//err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509v3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,16 +69,23 @@ static EVP_PKEY *read_pem_key(const char *path, struct strlist *errors) {
   return key;
 }
 
+/* Checked before anything is read from the leaf: an intermediate first would otherwise be
+ * reported for what it lacks as a leaf (DNS names, the key). */
 static bool check_chain_order(const char *label, X509 **chain, size_t n,
                               struct strlist *errors) {
   for (size_t i = 0; i + 1 < n; i++) {
-    if (!certinfo_issued_by(chain[i], chain[i + 1])) {
+    if (certinfo_issued_by(chain[i], chain[i + 1])) continue;
+    if (certinfo_issued_by(chain[i + 1], chain[i]))
+      strlist_add(errors,
+                  "%s: the chain is in the wrong order: certificate %zu issued certificate %zu; "
+                  "the file must hold the leaf first, then each issuer in order",
+                  label, i + 1, i + 2);
+    else
       strlist_add(errors,
                   "%s: certificate %zu is not issued by certificate %zu; the file must hold the "
                   "leaf first, then each issuer in order",
                   label, i + 1, i + 2);
-      return false;
-    }
+    return false;
   }
   return true;
 }
@@ -97,19 +105,23 @@ static bool to_buffers(struct cert *c, X509 **chain, size_t n) {
   return true;
 }
 
-static bool check_validity(struct cert *c, time_t now, struct strlist *errors) {
+bool cert_within_validity(const struct cert *c, time_t now) {
+  return now >= c->info.not_before && now <= c->info.not_after;
+}
+
+/* A warning, not an error: refusing one expired certificate would block every reload and
+ * restart while it is being served anyway. */
+static void warn_validity(const struct cert *c, time_t now, struct strlist *warnings) {
   char when[32];
   if (now < c->info.not_before) {
     format_utc(c->info.not_before, when, sizeof when);
-    strlist_add(errors, "%s: the certificate is not valid before %s", c->label, when);
-    return false;
-  }
-  if (now > c->info.not_after) {
+    strlist_add(warnings, "%s: the certificate is not valid before %s; it is served only where "
+                "no valid certificate for its names can be", c->label, when);
+  } else if (now > c->info.not_after) {
     format_utc(c->info.not_after, when, sizeof when);
-    strlist_add(errors, "%s: the certificate expired at %s", c->label, when);
-    return false;
+    strlist_add(warnings, "%s: the certificate expired at %s; it is served only where no valid "
+                "certificate for its names can be: replace it", c->label, when);
   }
-  return true;
 }
 
 static bool key_matches(X509 *leaf, EVP_PKEY *key) {
@@ -119,8 +131,24 @@ static bool key_matches(X509 *leaf, EVP_PKEY *key) {
   return ok;
 }
 
+/* Fills what is known about `c` from its chain, or reports what makes it unusable. */
+static void check_cert(struct cert *c, X509 **chain, size_t chain_len, time_t now,
+                       struct strlist *errors, struct strlist *warnings) {
+  if (!check_chain_order(c->label, chain, chain_len, errors)) return;
+  const char *err = certinfo_read(c->leaf, &c->info);
+  if (err)
+    strlist_add(errors, "%s: %s", c->label, err);
+  else if (!key_matches(c->leaf, c->key))
+    strlist_add(errors, "%s: the private key does not match the certificate", c->label);
+  else if (!to_buffers(c, chain, chain_len))
+    strlist_add(errors, "%s: cannot encode the certificate chain", c->label);
+  else
+    warn_validity(c, now, warnings);
+}
+
 struct cert *cert_from_x509(const char *label, X509 **chain, size_t chain_len, EVP_PKEY *key,
-                            enum ocsp_policy policy, time_t now, struct strlist *errors) {
+                            enum ocsp_policy policy, time_t now, struct strlist *errors,
+                            struct strlist *warnings) {
   struct cert *c = xcalloc(1, sizeof *c);
   c->label = xstrdup(label);
   c->leaf = chain[0];
@@ -129,15 +157,7 @@ struct cert *cert_from_x509(const char *label, X509 **chain, size_t chain_len, E
   if (c->issuer) X509_up_ref(c->issuer);
   c->key = key;
   size_t errors_before = errors->count;
-  const char *err = certinfo_read(c->leaf, &c->info);
-  if (err) {
-    strlist_add(errors, "%s: %s", label, err);
-  } else if (!key_matches(c->leaf, key)) {
-    strlist_add(errors, "%s: the private key does not match the certificate", label);
-  } else if (check_chain_order(label, chain, chain_len, errors) &&
-             check_validity(c, now, errors) && !to_buffers(c, chain, chain_len)) {
-    strlist_add(errors, "%s: cannot encode the certificate chain", label);
-  }
+  check_cert(c, chain, chain_len, now, errors, warnings);
   ERR_clear_error();
   free_chain_x509(chain, chain_len);
   if (errors->count != errors_before) {
@@ -177,7 +197,7 @@ struct cert *cert_load(const struct config_cert *cc, enum ocsp_policy policy, ti
     EVP_PKEY_free(key);
     return NULL;
   }
-  struct cert *c = cert_from_x509(cc->cert, chain, n, key, policy, now, errors);
+  struct cert *c = cert_from_x509(cc->cert, chain, n, key, policy, now, errors, warnings);
   if (!c) return NULL;
   if (cc->ocsp_url) {
     free(c->ocsp_url);

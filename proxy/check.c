@@ -43,10 +43,24 @@ static void print_cached(FILE *out, const struct cert *c, const struct config_oc
   fprintf(out, "  cached:      %s, valid until %s\n", ocsp_cert_status_name(r.status), until);
 }
 
+static void print_validity(FILE *out, const struct cert *c, time_t now) {
+  char when[32];
+  if (now < c->info.not_before) {
+    format_utc(c->info.not_before, when, sizeof when);
+    fprintf(out, "  valid from:  %s (NOT YET VALID)\n", when);
+  }
+  format_utc(c->info.not_after, when, sizeof when);
+  if (now > c->info.not_after)
+    fprintf(out, "  expires:     %s (EXPIRED %lld days ago)\n", when,
+            (long long)(now - c->info.not_after) / 86400);
+  else
+    fprintf(out, "  expires:     %s (in %lld days)\n", when,
+            (long long)(c->info.not_after - now) / 86400);
+}
+
 static void print_cert(FILE *out, const struct cert *c, const struct config_ocsp *o, time_t now) {
-  char key[32], until[32];
+  char key[32];
   certinfo_key_desc(&c->info, key, sizeof key);
-  format_utc(c->info.not_after, until, sizeof until);
   fprintf(out, "certificate %s\n", c->label);
   fprintf(out, "  names:      ");
   for (size_t i = 0; i < c->info.name_count; i++)
@@ -54,8 +68,7 @@ static void print_cert(FILE *out, const struct cert *c, const struct config_ocsp
   fprintf(out, "\n  key:         %s\n", key);
   fprintf(out, "  chain:       %zu certificate(s)%s\n", c->chain_len,
           c->issuer ? "" : " (no issuer included: OCSP cannot be used)");
-  fprintf(out, "  expires:     %s (in %lld days)\n", until,
-          (long long)(c->info.not_after - now) / 86400);
+  print_validity(out, c, now);
   fprintf(out, "  OCSP URL:    %s\n",
           c->ocsp_url ? c->ocsp_url : "none (normal: this certificate is served unstapled)");
   fprintf(out, "  must-staple: %s\n", c->info.must_staple ? "yes (policy must-staple)" : "no");

@@ -123,6 +123,11 @@ static void expiry_row(struct strbuf *b, const char *name, const struct stapling
   strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)j->cert->info.not_after);
 }
 
+static void expiry_seconds_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                               const char *l, time_t now) {
+  strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)(j->cert->info.not_after - now));
+}
+
 static void state_row(struct strbuf *b, const char *name, const struct stapling_job *j,
                       const char *l, time_t now) {
   strbuf_printf(b, "%s{%s,state=\"%s\"} 1\n", name, l, staple_state(j->cert, now));
@@ -169,6 +174,9 @@ static void per_certificate(struct strbuf *b, const struct server *s, const char
 static void render_certificates(const struct server *s, struct strbuf *b) {
   per_certificate(b, s, "stapler_certificate_expiry_timestamp_seconds", "gauge",
                   "When each certificate expires (Unix time).", expiry_row);
+  per_certificate(b, s, "stapler_certificate_expiry_seconds", "gauge",
+                  "Seconds until each certificate expires (negative: expired).",
+                  expiry_seconds_row);
   per_certificate(b, s, "stapler_ocsp_staple_info", "gauge",
                   "1 for each certificate's staple state (none, good, revoked, expired).",
                   state_row);
@@ -210,6 +218,14 @@ bool metrics_health(const struct server *s, struct strbuf *out) {
   for (const struct stapling_job *j = s->stapling.jobs; j; j = j->next) {
     const struct cert *c = j->cert;
     const struct staple *st = cert_staple(c);
+    char when[32];
+    if (now > c->info.not_after) {
+      format_utc(c->info.not_after, when, sizeof when);
+      strbuf_printf(out, "%s expired at %s; ", c->label, when);
+    } else if (now < c->info.not_before) {
+      format_utc(c->info.not_before, when, sizeof when);
+      strbuf_printf(out, "%s is not valid before %s; ", c->label, when);
+    }
     if (st && st->status == OCSP_STATUS_REVOKED && staple_fresh(st, now))
       strbuf_printf(out, "%s is revoked; ", c->label);
     else if (c->policy == OCSP_POLICY_MUST_STAPLE && !staple_fresh(st, now))

@@ -46,15 +46,20 @@ static inline struct staple *cert_swap_staple(struct cert *c, struct staple *s) 
   return atomic_exchange_explicit(&c->staple, s, memory_order_acq_rel);
 }
 
-/* Loads cert, key and optional static staple named by `cc`, checking that the key matches,
- * that each chain certificate issues the one before it and that the leaf is within its validity.
+/* Loads cert, key and optional static staple named by `cc`, checking that the key matches and
+ * that each chain certificate issues the one before it. A leaf outside its validity is a warning:
+ * it is still served where no valid certificate for its names can be (see certselect.h).
  * Problems go to `errors` (fatal) or `warnings`. */
 struct cert *cert_load(const struct config_cert *cc, enum ocsp_policy policy, time_t now,
                        struct strlist *errors, struct strlist *warnings);
 
 /* Builds a cert from parsed objects; takes ownership of `chain` (array and X509s) and `key`. */
 struct cert *cert_from_x509(const char *label, X509 **chain, size_t chain_len, EVP_PKEY *key,
-                            enum ocsp_policy policy, time_t now, struct strlist *errors);
+                            enum ocsp_policy policy, time_t now, struct strlist *errors,
+                            struct strlist *warnings);
+
+/* Whether `now` is within the leaf's notBefore..notAfter. */
+bool cert_within_validity(const struct cert *c, time_t now);
 
 void cert_free(struct cert *c);
 

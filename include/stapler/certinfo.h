@@ -13,7 +13,8 @@ struct cert_info {
   enum key_kind kind;
   int key_bits;
   int curve_nid;    /* ECDSA only: NID_X9_62_prime256v1 or NID_secp384r1 */
-  char **names;     /* lowercased DNS names from subjectAltName (or the CN when there is none) */
+  char **names;     /* lowercased DNS names from subjectAltName; the subject CN only when the
+                       certificate has no subjectAltName extension at all (RFC 6125 6.4.4) */
   size_t name_count;
   time_t not_before, not_after;
   char *ocsp_url;   /* first http:// OCSP URL in authorityInfoAccess, or NULL */

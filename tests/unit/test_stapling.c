@@ -260,16 +260,17 @@ static void test_policy_fallback(void) {
   struct cert rsa = {.label = "rsa", .policy = OCSP_POLICY_MUST_STAPLE,
                      .info = {.kind = KEY_KIND_RSA, .key_bits = 2048}};
   struct cert_pair pair = {.rsa = &rsa, .ecdsa = &ecdsa};
+  struct cert_candidates candidates = {.pairs = {&pair}, .count = 1};
   atomic_store(&rsa.staple, make_staple(100, 1000));
   struct cert_choice choice;
   enum certselect_failure why;
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &pair, 500, &choice, &why));
+  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &candidates, 500, &choice, &why));
   CHECK(choice.cert == &rsa);
   CHECK(choice.staple == cert_staple(&rsa));
-  CHECK(!certselect_choose(&caps, TLS1_3_VERSION, &pair, 1000, &choice, &why));
+  CHECK(!certselect_choose(&caps, TLS1_3_VERSION, &candidates, 1000, &choice, &why));
   CHECK_EQ_INT(why, CERTSELECT_NO_VALID_STAPLE);
   caps.status_request = false; /* not asked: ECDSA, and nothing to staple */
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &pair, 1000, &choice, &why));
+  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &candidates, 1000, &choice, &why));
   CHECK(choice.cert == &ecdsa && choice.staple == NULL);
   staple_unref(cert_staple(&rsa));
 }
