@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "stapler/asn1time.h"
+#include "stapler/ocsp_cache.h"
 #include "stapler/util.h"
 
 #define MAX_PEM_BYTES (1024 * 1024)
@@ -155,6 +156,7 @@ struct cert *cert_from_x509(const char *label, X509 **chain, size_t chain_len, E
   X509_up_ref(c->leaf);
   c->issuer = chain_len > 1 ? chain[1] : NULL;
   if (c->issuer) X509_up_ref(c->issuer);
+  c->issuer_source = c->issuer ? CERT_ISSUER_CHAIN : CERT_ISSUER_NONE;
   c->key = key;
   size_t errors_before = errors->count;
   check_cert(c, chain, chain_len, now, errors, warnings);
@@ -181,13 +183,38 @@ static void load_static_staple(struct cert *c, const char *path, time_t now,
   enum ocsp_error verdict = cert_set_staple_der(c, der, len, now, &r);
   free(der);
   if (verdict == OCSP_OK) return;
-  if (verdict == OCSP_ERR_EXPIRED || verdict == OCSP_ERR_NOT_YET_VALID)
+  if (verdict == OCSP_ERR_EXPIRED || verdict == OCSP_ERR_NOT_YET_VALID ||
+      verdict == OCSP_ERR_CERT_UNKNOWN)
     strlist_add(warnings, "%s: OCSP response not stapled: %s", path, r.detail);
   else
     strlist_add(errors, "%s: OCSP response refused for %s: %s", path, c->label, r.detail);
 }
 
-struct cert *cert_load(const struct config_cert *cc, enum ocsp_policy policy, time_t now,
+/* A leaf-only chain whose issuer an earlier run fetched from its caIssuers URL. The copy is
+ * checked like a fetched one: it must have signed the leaf. */
+static void load_cached_issuer(struct cert *c, const struct config_ocsp *o,
+                               struct strlist *warnings) {
+  uint8_t *der;
+  size_t len;
+  if (!o->fetch || !o->cache_dir || !c->info.ca_issuers_url ||
+      !ocsp_cache_load_issuer(o->cache_dir, c, &der, &len))
+    return;
+  const uint8_t *p = der;
+  X509 *issuer = d2i_X509(NULL, &p, (long)len);
+  bool ok = issuer && p == der + len && certinfo_issued_by(c->leaf, issuer);
+  ERR_clear_error();
+  free(der);
+  if (!ok) {
+    X509_free(issuer);
+    strlist_add(warnings, "%s: the cached issuer certificate did not sign this certificate; it "
+                "is fetched again from %s", c->label, c->info.ca_issuers_url);
+    return;
+  }
+  c->issuer = issuer;
+  c->issuer_source = CERT_ISSUER_CACHE;
+}
+
+struct cert *cert_load(const struct config_cert *cc, const struct config_ocsp *ocsp, time_t now,
                        struct strlist *errors, struct strlist *warnings) {
   size_t n;
   X509 **chain = read_pem_chain(cc->cert, &n, errors);
@@ -197,12 +224,13 @@ struct cert *cert_load(const struct config_cert *cc, enum ocsp_policy policy, ti
     EVP_PKEY_free(key);
     return NULL;
   }
-  struct cert *c = cert_from_x509(cc->cert, chain, n, key, policy, now, errors, warnings);
+  struct cert *c = cert_from_x509(cc->cert, chain, n, key, ocsp->policy, now, errors, warnings);
   if (!c) return NULL;
   if (cc->ocsp_url) {
     free(c->ocsp_url);
     c->ocsp_url = xstrdup(cc->ocsp_url);
   }
+  if (!c->issuer) load_cached_issuer(c, ocsp, warnings);
   size_t errors_before = errors->count;
   if (cc->ocsp_response) {
     if (!c->issuer)
@@ -227,6 +255,12 @@ enum ocsp_error cert_set_staple_der(struct cert *c, const uint8_t *der, size_t l
   }
   enum ocsp_error verdict = ocsp_verify(der, len, c->leaf, c->issuer, now, result);
   if (verdict != OCSP_OK) return verdict;
+  if (result->status == OCSP_STATUS_UNKNOWN) {
+    /* Some browsers fail hard on a stapled "unknown": never sent, as with fetched answers. */
+    snprintf(result->detail, sizeof result->detail,
+             "the responder does not know this certificate (status unknown)");
+    return OCSP_ERR_CERT_UNKNOWN;
+  }
   staple_unref(cert_swap_staple(c, staple_new(der, len, result)));
   return OCSP_OK;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "stapler/asn1time.h"
 #include "stapler/util.h"
@@ -126,16 +127,36 @@ static const char *read_names(X509 *x, struct cert_info *info) {
          "subjectAltName, RFC 6125)";
 }
 
-static void read_ocsp_url(X509 *x, struct cert_info *info) {
-  STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(x);
-  for (size_t i = 0; urls && i < sk_OPENSSL_STRING_num(urls); i++) {
-    const char *url = sk_OPENSSL_STRING_value(urls, i);
-    if (!strncmp(url, "http://", 7)) {
-      info->ocsp_url = xstrdup(url);
-      break;
+/* The OCSP and caIssuers URLs of authorityInfoAccess. Only http:// ones are fetched: RFC 6960
+ * A.1 and RFC 5280 4.2.2.1 (answers and certificates are signed, plain http is the rule). */
+static void read_access(X509 *x, struct cert_info *info) {
+  AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(x, NID_info_access, NULL, NULL);
+  ERR_clear_error();
+  for (size_t i = 0; aia && i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
+    const ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+    if (ad->location->type != GEN_URI) continue;
+    const ASN1_IA5STRING *uri = ad->location->d.uniformResourceIdentifier;
+    char *url = xstrndup((const char *)ASN1_STRING_get0_data(uri),
+                         (size_t)ASN1_STRING_length(uri));
+    bool http = strncasecmp(url, "http://", 7) == 0 &&
+                strlen(url) == (size_t)ASN1_STRING_length(uri); /* no NUL inside */
+    char **slot = NULL;
+    int method = OBJ_obj2nid(ad->method);
+    if (method == NID_ad_OCSP)
+      slot = http ? &info->ocsp_url : &info->ocsp_url_unusable;
+    else if (method == NID_ad_ca_issuers && http)
+      slot = &info->ca_issuers_url;
+    if (slot && !*slot) {
+      *slot = url;
+      url = NULL;
     }
+    free(url);
   }
-  X509_email_free(urls);
+  AUTHORITY_INFO_ACCESS_free(aia);
+  if (info->ocsp_url) {
+    free(info->ocsp_url_unusable);
+    info->ocsp_url_unusable = NULL;
+  }
 }
 
 static const char *read_key(X509 *x, struct cert_info *info) {
@@ -168,7 +189,7 @@ const char *certinfo_read(X509 *x, struct cert_info *out) {
   if (!certinfo_validity(x, &out->not_before, &out->not_after))
     return "cannot read the certificate's validity dates";
   if ((err = read_names(x, out))) return err;
-  read_ocsp_url(x, out);
+  read_access(x, out);
   out->must_staple = read_must_staple(x);
   return NULL;
 }
@@ -177,6 +198,8 @@ void certinfo_free(struct cert_info *info) {
   for (size_t i = 0; i < info->name_count; i++) free(info->names[i]);
   free(info->names);
   free(info->ocsp_url);
+  free(info->ocsp_url_unusable);
+  free(info->ca_issuers_url);
   free(info->subject);
   memset(info, 0, sizeof *info);
 }

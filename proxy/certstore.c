@@ -84,7 +84,7 @@ struct certstore *certstore_load(const struct config *cfg, time_t now, struct st
   struct cert **certs = xcalloc(cfg->cert_count, sizeof *certs);
   bool ok = true;
   for (size_t i = 0; i < cfg->cert_count; i++) {
-    certs[i] = cert_load(&cfg->certs[i], cfg->ocsp.policy, now, errors, warnings);
+    certs[i] = cert_load(&cfg->certs[i], &cfg->ocsp, now, errors, warnings);
     if (!certs[i]) ok = false;
   }
   if (!ok) {

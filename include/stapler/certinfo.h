@@ -18,6 +18,8 @@ struct cert_info {
   size_t name_count;
   time_t not_before, not_after;
   char *ocsp_url;   /* first http:// OCSP URL in authorityInfoAccess, or NULL */
+  char *ocsp_url_unusable; /* when there is none: the first other OCSP URL (https://), unused */
+  char *ca_issuers_url;    /* first http:// caIssuers URL in authorityInfoAccess, or NULL */
   bool must_staple; /* TLS Feature extension lists status_request */
   char *subject;    /* one line, for messages */
 };

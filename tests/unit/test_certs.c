@@ -52,6 +52,25 @@ static void test_cn_ignored_when_san_present(void) {
   certinfo_free(&info);
 }
 
+/* Only http:// URLs are fetched; an https:// OCSP URL is kept aside to be named in messages. */
+static void test_access_urls(void) {
+  struct cert_info info;
+  CHECK(read_info(C "leaf.pem", &info) == NULL);
+  CHECK_STR(info.ocsp_url, "http://127.0.0.1:9/");
+  CHECK_STR(info.ca_issuers_url, "http://127.0.0.1:9/ca.der");
+  CHECK(info.ocsp_url_unusable == NULL);
+  certinfo_free(&info);
+  CHECK(read_info(C "https-ocsp.pem", &info) == NULL);
+  CHECK(info.ocsp_url == NULL);
+  CHECK_STR(info.ocsp_url_unusable, "https://127.0.0.1:9/");
+  CHECK(info.ca_issuers_url == NULL);
+  certinfo_free(&info);
+  CHECK(read_info(C "leaf-no-ca-issuers.pem", &info) == NULL);
+  CHECK(info.ca_issuers_url == NULL);
+  CHECK(info.ocsp_url != NULL);
+  certinfo_free(&info);
+}
+
 /* A certificate made up for the index and the selection rules: never served. */
 static struct cert *fake(const char *label, enum key_kind kind, const char *name,
                          time_t not_before, time_t not_after) {
@@ -129,6 +148,7 @@ static void test_valid_certificate_preferred(void) {
 
 TEST_MAIN({
   RUN(test_cn_ignored_when_san_present);
+  RUN(test_access_urls);
   RUN(test_wildcard_behind_exact_name);
   RUN(test_valid_certificate_preferred);
 })
