@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "stapler/asn1time.h"
 #include "stapler/util.h"
@@ -85,34 +86,77 @@ static void add_name(struct cert_info *info, const uint8_t *s, size_t len) {
   info->names[info->name_count++] = name;
 }
 
-static void read_names(X509 *x, struct cert_info *info) {
-  GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-  for (size_t i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
-    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
-    if (gn->type == GEN_DNS)
-      add_name(info, ASN1_STRING_get0_data(gn->d.dNSName),
-               (size_t)ASN1_STRING_length(gn->d.dNSName));
-  }
-  GENERAL_NAMES_free(sans);
-  if (info->name_count > 0) return;
-  /* No DNS SAN: fall back to the subject CN, as older self-made certificates rely on. */
+/* The subject CN, for certificates without any subjectAltName (older self-made ones). */
+static const char *read_cn(X509 *x, struct cert_info *info) {
   X509_NAME *subject = X509_get_subject_name(x);
   int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-  if (idx < 0) return;
+  if (idx < 0)
+    return "the certificate has no subjectAltName and no subject CN: it names no DNS host";
   const ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
   add_name(info, ASN1_STRING_get0_data(cn), (size_t)ASN1_STRING_length(cn));
+  return info->name_count ? NULL
+                          : "the certificate has no subjectAltName, and its subject CN is not a "
+                            "DNS host name";
 }
 
-static void read_ocsp_url(X509 *x, struct cert_info *info) {
-  STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(x);
-  for (size_t i = 0; urls && i < sk_OPENSSL_STRING_num(urls); i++) {
-    const char *url = sk_OPENSSL_STRING_value(urls, i);
-    if (!strncmp(url, "http://", 7)) {
-      info->ocsp_url = xstrdup(url);
-      break;
+/* RFC 6125 6.4.4: with a subjectAltName extension the CN is no name, even when the extension
+ * holds no DNS name. Returns NULL or why the certificate names no DNS host. */
+static const char *read_names(X509 *x, struct cert_info *info) {
+  if (X509_get_ext_by_NID(x, NID_subject_alt_name, -1) < 0) return read_cn(x, info);
+  GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+  ERR_clear_error();
+  if (!sans) return "the certificate's subjectAltName extension is malformed";
+  size_t dns = 0, ips = 0;
+  for (size_t i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
+    const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+    if (gn->type == GEN_DNS) {
+      dns++;
+      add_name(info, ASN1_STRING_get0_data(gn->d.dNSName),
+               (size_t)ASN1_STRING_length(gn->d.dNSName));
+    } else if (gn->type == GEN_IPADD) {
+      ips++;
     }
   }
-  X509_email_free(urls);
+  GENERAL_NAMES_free(sans);
+  if (info->name_count > 0) return NULL;
+  if (dns > 0) return "the subjectAltName's DNS entries are not host names";
+  if (ips > 0)
+    return "the subjectAltName names no DNS host, only IP addresses (the subject CN does not "
+           "count beside a subjectAltName, RFC 6125); stapler chooses certificates by DNS name";
+  return "the subjectAltName names no DNS host (the subject CN does not count beside a "
+         "subjectAltName, RFC 6125)";
+}
+
+/* The OCSP and caIssuers URLs of authorityInfoAccess. Only http:// ones are fetched: RFC 6960
+ * A.1 and RFC 5280 4.2.2.1 (answers and certificates are signed, plain http is the rule). */
+static void read_access(X509 *x, struct cert_info *info) {
+  AUTHORITY_INFO_ACCESS *aia = X509_get_ext_d2i(x, NID_info_access, NULL, NULL);
+  ERR_clear_error();
+  for (size_t i = 0; aia && i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
+    const ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+    if (ad->location->type != GEN_URI) continue;
+    const ASN1_IA5STRING *uri = ad->location->d.uniformResourceIdentifier;
+    char *url = xstrndup((const char *)ASN1_STRING_get0_data(uri),
+                         (size_t)ASN1_STRING_length(uri));
+    bool http = strncasecmp(url, "http://", 7) == 0 &&
+                strlen(url) == (size_t)ASN1_STRING_length(uri); /* no NUL inside */
+    char **slot = NULL;
+    int method = OBJ_obj2nid(ad->method);
+    if (method == NID_ad_OCSP)
+      slot = http ? &info->ocsp_url : &info->ocsp_url_unusable;
+    else if (method == NID_ad_ca_issuers && http)
+      slot = &info->ca_issuers_url;
+    if (slot && !*slot) {
+      *slot = url;
+      url = NULL;
+    }
+    free(url);
+  }
+  AUTHORITY_INFO_ACCESS_free(aia);
+  if (info->ocsp_url) {
+    free(info->ocsp_url_unusable);
+    info->ocsp_url_unusable = NULL;
+  }
 }
 
 static const char *read_key(X509 *x, struct cert_info *info) {
@@ -144,9 +188,8 @@ const char *certinfo_read(X509 *x, struct cert_info *out) {
   if (err) return err;
   if (!certinfo_validity(x, &out->not_before, &out->not_after))
     return "cannot read the certificate's validity dates";
-  read_names(x, out);
-  if (out->name_count == 0) return "the certificate names no DNS host (subjectAltName)";
-  read_ocsp_url(x, out);
+  if ((err = read_names(x, out))) return err;
+  read_access(x, out);
   out->must_staple = read_must_staple(x);
   return NULL;
 }
@@ -155,6 +198,8 @@ void certinfo_free(struct cert_info *info) {
   for (size_t i = 0; i < info->name_count; i++) free(info->names[i]);
   free(info->names);
   free(info->ocsp_url);
+  free(info->ocsp_url_unusable);
+  free(info->ca_issuers_url);
   free(info->subject);
   memset(info, 0, sizeof *info);
 }

@@ -64,25 +64,43 @@ bool certselect_policy_allows(const struct cert *c, const struct staple *staple,
   }
 }
 
+/* The candidates in order of preference, before validity is considered: each pair's ECDSA
+ * certificate (cheaper) before its RSA one. Returns how many. */
+static size_t order(const struct cert_candidates *candidates, const struct cert *out[4]) {
+  size_t n = 0;
+  for (size_t i = 0; i < candidates->count && i < 2; i++) {
+    const struct cert_pair *p = candidates->pairs[i];
+    if (p->ecdsa) out[n++] = p->ecdsa;
+    if (p->rsa) out[n++] = p->rsa;
+  }
+  return n;
+}
+
 bool certselect_choose(const struct client_caps *caps, uint16_t version,
-                       const struct cert_pair *pair, time_t now, struct cert_choice *out,
-                       enum certselect_failure *why) {
+                       const struct cert_candidates *candidates, time_t now,
+                       struct cert_choice *out, enum certselect_failure *why) {
   if (!version) {
     *why = CERTSELECT_NO_VERSION;
     return false;
   }
-  const struct cert *candidates[2] = {pair->ecdsa, pair->rsa}; /* ECDSA is cheaper: first */
+  const struct cert *certs[4];
+  size_t n = order(candidates, certs);
   bool usable = false;
-  for (int i = 0; i < 2; i++) {
-    const struct cert *c = candidates[i];
-    if (!c || !certselect_client_can_use(caps, version, &c->info)) continue;
-    usable = true;
-    struct staple *s = cert_staple(c);
-    if (certselect_policy_allows(c, s, caps, now)) {
-      *why = CERTSELECT_OK;
-      out->cert = c;
-      out->staple = caps->status_request && staple_fresh(s, now) ? s : NULL;
-      return true;
+  /* First pass: certificates within their validity; second: the others, which are still
+   * better than no handshake at all. */
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < n; i++) {
+      const struct cert *c = certs[i];
+      if (cert_within_validity(c, now) != (pass == 0)) continue;
+      if (!certselect_client_can_use(caps, version, &c->info)) continue;
+      usable = true;
+      struct staple *s = cert_staple(c);
+      if (certselect_policy_allows(c, s, caps, now)) {
+        *why = CERTSELECT_OK;
+        out->cert = c;
+        out->staple = caps->status_request && staple_fresh(s, now) ? s : NULL;
+        return true;
+      }
     }
   }
   *why = usable ? CERTSELECT_NO_VALID_STAPLE : CERTSELECT_NO_USABLE_CERT;

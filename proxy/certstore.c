@@ -1,5 +1,6 @@
 #include "stapler/certstore.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,9 @@ struct name_entry {
   char *name;
   struct cert_pair pair;
 };
+
+static void lookup_name(const struct certstore *s, const char *name,
+                        struct cert_candidates *out);
 
 static int compare_entries(const void *a, const void *b) {
   return strcmp(((const struct name_entry *)a)->name, ((const struct name_entry *)b)->name);
@@ -59,7 +63,9 @@ struct certstore *certstore_build(struct cert **certs, size_t count, const char 
   qsort(s->names, s->name_count, sizeof *s->names, compare_entries);
   if (ok) {
     s->default_name = xstrdup(default_name ? default_name : certs[0]->info.names[0]);
-    const struct cert_pair *p = certstore_lookup(s, s->default_name);
+    struct cert_candidates found;
+    lookup_name(s, s->default_name, &found);
+    const struct cert_pair *p = found.count ? found.pairs[0] : NULL;
     if (!p) {
       strlist_add(errors, "default_name %s: no certificate holds this name", s->default_name);
       ok = false;
@@ -78,7 +84,7 @@ struct certstore *certstore_load(const struct config *cfg, time_t now, struct st
   struct cert **certs = xcalloc(cfg->cert_count, sizeof *certs);
   bool ok = true;
   for (size_t i = 0; i < cfg->cert_count; i++) {
-    certs[i] = cert_load(&cfg->certs[i], cfg->ocsp.policy, now, errors, warnings);
+    certs[i] = cert_load(&cfg->certs[i], &cfg->ocsp, now, errors, warnings);
     if (!certs[i]) ok = false;
   }
   if (!ok) {
@@ -110,22 +116,26 @@ static bool normalise_name(const char *sni, char *out, size_t cap) {
   return true;
 }
 
-static const struct cert_pair *lookup_name(const struct certstore *s, const char *name) {
+/* The exact entry, then the wildcard one, for a normalised name. */
+static void lookup_name(const struct certstore *s, const char *name,
+                        struct cert_candidates *out) {
+  out->count = 0;
   const struct name_entry *e = find_name(s, name);
-  if (e) return &e->pair;
+  if (e) out->pairs[out->count++] = &e->pair;
   const char *dot = strchr(name, '.');
-  if (!dot || dot == name) return NULL;
+  if (!dot || dot == name) return;
   char wildcard[260];
   snprintf(wildcard, sizeof wildcard, "*%s", dot);
-  e = find_name(s, wildcard);
-  return e ? &e->pair : NULL;
+  const struct name_entry *w = find_name(s, wildcard);
+  if (w && w != e) out->pairs[out->count++] = &w->pair; /* "*.x" itself asked for: once */
 }
 
-const struct cert_pair *certstore_lookup(const struct certstore *s, const char *sni) {
+void certstore_lookup(const struct certstore *s, const char *sni, struct cert_candidates *out) {
   char name[256];
-  if (sni && normalise_name(sni, name, sizeof name)) {
-    const struct cert_pair *p = lookup_name(s, name);
-    if (p) return p;
+  out->count = 0;
+  if (sni && normalise_name(sni, name, sizeof name)) lookup_name(s, name, out);
+  if (out->count == 0) {
+    out->pairs[0] = s->default_pair;
+    out->count = 1;
   }
-  return s->default_pair;
 }

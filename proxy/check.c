@@ -1,6 +1,7 @@
 #include "stapler/check.h"
 
 #include <stdlib.h>
+#include <strings.h>
 
 #include "stapler/asn1time.h"
 #include "stapler/generation.h"
@@ -15,9 +16,10 @@ static void print_staple(FILE *out, const struct cert *c, time_t now) {
     fprintf(out, "  staple:      %s\n", c->ocsp_url ? "none configured" : "none");
     return;
   }
-  char next[32];
-  format_utc(s->next_update, next, sizeof next);
-  fprintf(out, "  staple:      %s, valid until %s (%s)\n", ocsp_cert_status_name(s->status), next,
+  char until[32];
+  format_utc(s->valid_until, until, sizeof until);
+  fprintf(out, "  staple:      %s, valid until %s%s (%s)\n", ocsp_cert_status_name(s->status),
+          until, s->valid_until < s->next_update ? " (its signer's certificate expires)" : "",
           staple_fresh(s, now) ? "fresh" : "expired");
 }
 
@@ -40,25 +42,68 @@ static void print_cached(FILE *out, const struct cert *c, const struct config_oc
     return;
   }
   char until[32];
-  format_utc(r.next_update, until, sizeof until);
+  format_utc(r.valid_until, until, sizeof until);
   fprintf(out, "  cached:      %s, valid until %s\n", ocsp_cert_status_name(r.status), until);
 }
 
+/* Where the issuer needed for OCSP comes from. */
+static void print_issuer(FILE *out, const struct cert *c, const struct config_ocsp *o) {
+  char subject[256] = "";
+  if (c->issuer) X509_NAME_oneline(X509_get_subject_name(c->issuer), subject, sizeof subject);
+  if (c->issuer_source == CERT_ISSUER_CHAIN)
+    fprintf(out, "  issuer:      %s, from the chain file\n", subject);
+  else if (c->issuer_source == CERT_ISSUER_CACHE)
+    fprintf(out, "  issuer:      %s, cached in %s, fetched from %s\n", subject, o->cache_dir,
+            c->info.ca_issuers_url);
+  else if (!c->ocsp_url)
+    fprintf(out, "  issuer:      none: not in the chain file (not needed without an OCSP URL)\n");
+  else if (c->info.ca_issuers_url && o->fetch)
+    fprintf(out, "  issuer:      not in the chain file: fetched at start from %s\n",
+            c->info.ca_issuers_url);
+  else
+    fprintf(out, "  issuer:      none: not in the chain file%s (OCSP cannot be used)\n",
+            c->info.ca_issuers_url ? ", and ocsp.fetch is off" : ", and no caIssuers URL");
+}
+
+static void print_validity(FILE *out, const struct cert *c, time_t now) {
+  char when[32];
+  if (now < c->info.not_before) {
+    format_utc(c->info.not_before, when, sizeof when);
+    fprintf(out, "  valid from:  %s (NOT YET VALID)\n", when);
+  }
+  format_utc(c->info.not_after, when, sizeof when);
+  if (now > c->info.not_after)
+    fprintf(out, "  expires:     %s (EXPIRED %lld days ago)\n", when,
+            (long long)(now - c->info.not_after) / 86400);
+  else
+    fprintf(out, "  expires:     %s (in %lld days)\n", when,
+            (long long)(c->info.not_after - now) / 86400);
+}
+
+static void print_ocsp_url(FILE *out, const struct cert *c) {
+  if (c->ocsp_url)
+    fprintf(out, "  OCSP URL:    %s\n", c->ocsp_url);
+  else if (c->info.ocsp_url_unusable)
+    fprintf(out, "  OCSP URL:    %s (not used: %s; served unstapled unless ocsp_url: is set)\n",
+            c->info.ocsp_url_unusable,
+            strncasecmp(c->info.ocsp_url_unusable, "https://", 8) ? "not http://" : "https");
+  else
+    fprintf(out, "  OCSP URL:    none (normal: this certificate is served unstapled)\n");
+}
+
 static void print_cert(FILE *out, const struct cert *c, const struct config_ocsp *o, time_t now) {
-  char key[32], until[32];
+  char key[32];
   certinfo_key_desc(&c->info, key, sizeof key);
-  format_utc(c->info.not_after, until, sizeof until);
   fprintf(out, "certificate %s\n", c->label);
   fprintf(out, "  names:      ");
   for (size_t i = 0; i < c->info.name_count; i++)
     fprintf(out, "%s%s", i ? ", " : " ", c->info.names[i]);
   fprintf(out, "\n  key:         %s\n", key);
   fprintf(out, "  chain:       %zu certificate(s)%s\n", c->chain_len,
-          c->issuer ? "" : " (no issuer included: OCSP cannot be used)");
-  fprintf(out, "  expires:     %s (in %lld days)\n", until,
-          (long long)(c->info.not_after - now) / 86400);
-  fprintf(out, "  OCSP URL:    %s\n",
-          c->ocsp_url ? c->ocsp_url : "none (normal: this certificate is served unstapled)");
+          c->chain_len > 1 ? "" : " (the leaf alone)");
+  print_issuer(out, c, o);
+  print_validity(out, c, now);
+  print_ocsp_url(out, c);
   fprintf(out, "  must-staple: %s\n", c->info.must_staple ? "yes (policy must-staple)" : "no");
   fprintf(out, "  policy:      %s\n", config_policy_name(c->policy));
   print_staple(out, c, now);

@@ -134,6 +134,11 @@ static void expiry_row(struct strbuf *b, const char *name, const struct stapling
   strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)j->cert->info.not_after);
 }
 
+static void expiry_seconds_row(struct strbuf *b, const char *name, const struct stapling_job *j,
+                               const char *l, time_t now) {
+  strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)(j->cert->info.not_after - now));
+}
+
 static void state_row(struct strbuf *b, const char *name, const struct stapling_job *j,
                       const char *l, time_t now) {
   strbuf_printf(b, "%s{%s,state=\"%s\"} 1\n", name, l, staple_state(j->cert, now));
@@ -142,7 +147,7 @@ static void state_row(struct strbuf *b, const char *name, const struct stapling_
 static void next_update_row(struct strbuf *b, const char *name, const struct stapling_job *j,
                             const char *l, time_t now) {
   const struct staple *sp = cert_staple(j->cert);
-  if (sp) strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)(sp->next_update - now));
+  if (sp) strbuf_printf(b, "%s{%s} %lld\n", name, l, (long long)(sp->valid_until - now));
 }
 
 static void staples_sent_row(struct strbuf *b, const char *name, const struct stapling_job *j,
@@ -182,11 +187,15 @@ static void per_certificate(struct strbuf *b, const struct server *s, const char
 static void render_certificates(const struct server *s, struct strbuf *b) {
   per_certificate(b, s, "stapler_certificate_expiry_timestamp_seconds", "gauge",
                   "When each certificate expires (Unix time).", expiry_row);
+  per_certificate(b, s, "stapler_certificate_expiry_seconds", "gauge",
+                  "Seconds until each certificate expires (negative: expired).",
+                  expiry_seconds_row);
   per_certificate(b, s, "stapler_ocsp_staple_info", "gauge",
                   "1 for each certificate's staple state (none, good, revoked, expired).",
                   state_row);
   per_certificate(b, s, "stapler_ocsp_staple_seconds_to_next_update", "gauge",
-                  "Seconds until the staple in use expires (negative: expired).",
+                  "Seconds until the staple in use expires: its nextUpdate, or its delegated "
+                  "signer's notAfter when earlier (negative: expired).",
                   next_update_row);
   per_certificate(b, s, "stapler_ocsp_certificate_staples_sent_total", "counter",
                   "Handshakes that carried this certificate's staple.", staples_sent_row);
@@ -223,6 +232,14 @@ bool metrics_health(const struct server *s, struct strbuf *out) {
   for (const struct stapling_job *j = s->stapling.jobs; j; j = j->next) {
     const struct cert *c = j->cert;
     const struct staple *st = cert_staple(c);
+    char when[32];
+    if (now > c->info.not_after) {
+      format_utc(c->info.not_after, when, sizeof when);
+      strbuf_printf(out, "%s expired at %s; ", c->label, when);
+    } else if (now < c->info.not_before) {
+      format_utc(c->info.not_before, when, sizeof when);
+      strbuf_printf(out, "%s is not valid before %s; ", c->label, when);
+    }
     if (st && st->status == OCSP_STATUS_REVOKED && staple_fresh(st, now))
       strbuf_printf(out, "%s is revoked; ", c->label);
     else if (c->policy == OCSP_POLICY_MUST_STAPLE && !staple_fresh(st, now))
@@ -242,6 +259,13 @@ static void json_time(struct strbuf *b, const char *key, time_t t) {
   strbuf_printf(b, "\"%s\":\"%s\"", key, when);
 }
 
+/* Where the issuer used for OCSP comes from. */
+static const char *issuer_origin(const struct stapling_job *j) {
+  if (j->cert->issuer_source == CERT_ISSUER_CHAIN) return "chain";
+  if (j->cert->issuer_source == CERT_ISSUER_CACHE) return "cached";
+  return j->issuer ? "fetched" : "none";
+}
+
 static void status_certificate(struct strbuf *b, const struct stapling_job *j, time_t now) {
   const struct cert *c = j->cert;
   strbuf_printf(b, "{\"file\":");
@@ -258,16 +282,19 @@ static void status_certificate(struct strbuf *b, const struct stapling_job *j, t
     strbuf_json_string(b, c->ocsp_url);
   else
     strbuf_printf(b, "null");
-  strbuf_printf(b, ",\"policy\":\"%s\",\"must_staple\":%s,\"staple\":",
-                config_policy_name(c->policy), c->info.must_staple ? "true" : "false");
+  strbuf_printf(b, ",\"policy\":\"%s\",\"must_staple\":%s,\"issuer\":\"%s\",\"staple\":",
+                config_policy_name(c->policy), c->info.must_staple ? "true" : "false",
+                issuer_origin(j));
   const struct staple *st = cert_staple(c);
   if (st) {
     strbuf_printf(b, "{\"state\":\"%s\",", staple_state(c, now));
     json_time(b, "this_update", st->this_update);
     strbuf_printf(b, ",");
     json_time(b, "next_update", st->next_update);
+    strbuf_printf(b, ",");
+    json_time(b, "valid_until", st->valid_until);
     strbuf_printf(b, ",\"age_seconds\":%lld,\"seconds_to_next_update\":%lld}",
-                  (long long)(now - st->this_update), (long long)(st->next_update - now));
+                  (long long)(now - st->this_update), (long long)(st->valid_until - now));
   } else {
     strbuf_printf(b, "null");
   }
@@ -280,7 +307,7 @@ static void status_certificate(struct strbuf *b, const struct stapling_job *j, t
   else
     strbuf_printf(b, "null");
   strbuf_printf(b, ",\"next_attempt\":");
-  if (j->next_attempt && !j->fetch && (c->ocsp_url && c->issuer)) {
+  if (j->scheduled && !j->fetch) {
     char when[32];
     format_utc(j->next_attempt, when, sizeof when);
     strbuf_printf(b, "\"%s\"", when);

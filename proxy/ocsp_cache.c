@@ -34,16 +34,18 @@ bool ocsp_cache_prepare(const char *dir, char *err, size_t err_len) {
   return true;
 }
 
-char *ocsp_cache_path(const char *dir, const struct cert *c) {
+/* DIR/<sha256 of the leaf, hex><suffix>. */
+static char *file_path(const char *dir, const struct cert *c, const char *suffix) {
   char hex[65];
   for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", c->fingerprint[i]);
   char *path = NULL;
-  if (asprintf(&path, "%s/%s.ocsp", dir, hex) < 0) die_oom();
+  if (asprintf(&path, "%s/%s%s", dir, hex, suffix) < 0) die_oom();
   return path;
 }
 
-bool ocsp_cache_load(const char *dir, const struct cert *c, uint8_t **der, size_t *len) {
-  char *path = ocsp_cache_path(dir, c);
+static bool load(const char *dir, const struct cert *c, const char *suffix, uint8_t **der,
+                 size_t *len) {
+  char *path = file_path(dir, c, suffix);
   bool ok = !read_file(path, der, len, OCSP_FETCH_MAX_BODY);
   free(path);
   return ok;
@@ -67,16 +69,17 @@ static void sync_dir(const char *dir) {
   close(fd);
 }
 
-bool ocsp_cache_store(const char *dir, const struct cert *c, const uint8_t *der, size_t len,
-                      char *err, size_t err_len) {
-  char *path = ocsp_cache_path(dir, c);
+/* mkstemp: a PID would not do, containers sharing the directory all run stapler as PID 1. */
+static bool store(const char *dir, const struct cert *c, const char *suffix, const uint8_t *der,
+                  size_t len, char *err, size_t err_len) {
+  char *path = file_path(dir, c, suffix);
   char *tmp = NULL;
-  if (asprintf(&tmp, "%s.%ld.tmp", path, (long)getpid()) < 0) die_oom();
+  if (asprintf(&tmp, "%s.XXXXXX", path) < 0) die_oom();
   bool ok = false;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) {
-    snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
-  } else if (!write_all(fd, der, len) || fsync(fd) != 0) {
+    snprintf(err, err_len, "cannot create a temporary file beside %s: %s", path, strerror(errno));
+  } else if (fchmod(fd, 0640) != 0 || !write_all(fd, der, len) || fsync(fd) != 0) {
     snprintf(err, err_len, "cannot write %s: %s", tmp, strerror(errno));
     close(fd);
     unlink(tmp);
@@ -90,4 +93,30 @@ bool ocsp_cache_store(const char *dir, const struct cert *c, const uint8_t *der,
   free(tmp);
   free(path);
   return ok;
+}
+
+char *ocsp_cache_path(const char *dir, const struct cert *c) {
+  return file_path(dir, c, ".ocsp");
+}
+
+bool ocsp_cache_load(const char *dir, const struct cert *c, uint8_t **der, size_t *len) {
+  return load(dir, c, ".ocsp", der, len);
+}
+
+bool ocsp_cache_store(const char *dir, const struct cert *c, const uint8_t *der, size_t len,
+                      char *err, size_t err_len) {
+  return store(dir, c, ".ocsp", der, len, err, err_len);
+}
+
+char *ocsp_cache_issuer_path(const char *dir, const struct cert *c) {
+  return file_path(dir, c, ".issuer");
+}
+
+bool ocsp_cache_load_issuer(const char *dir, const struct cert *c, uint8_t **der, size_t *len) {
+  return load(dir, c, ".issuer", der, len);
+}
+
+bool ocsp_cache_store_issuer(const char *dir, const struct cert *c, const uint8_t *der,
+                             size_t len, char *err, size_t err_len) {
+  return store(dir, c, ".issuer", der, len, err, err_len);
 }

@@ -98,6 +98,8 @@ static void print_result(enum ocsp_error err, const struct ocsp_result *r, time_
     print_time("nextUpdate:", r->next_update, now);
   else
     printf("nextUpdate:  absent\n");
+  /* A staple is good only as long as its signer: the earlier end is the one that counts. */
+  if (r->signer_not_after) print_time("signer ends:", r->signer_not_after, now);
 }
 
 static void usage(void) {

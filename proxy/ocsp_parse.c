@@ -22,14 +22,14 @@ static bool get_generalized_time(CBS *cbs, time_t *out) {
 }
 
 /* Extensions ::= SEQUENCE OF Extension. We act on none, so a critical one means we cannot
- * honour the response (RFC 5280 4.2). */
-static const char *check_extensions(CBS *exts_wrapper) {
+ * honour what it is attached to (RFC 5280 4.2): *critical says whether there is one. */
+static const char *read_extensions(CBS *exts_wrapper, bool *critical) {
   CBS exts;
+  *critical = false;
   if (!CBS_get_asn1(exts_wrapper, &exts, CBS_ASN1_SEQUENCE) || CBS_len(exts_wrapper) != 0)
     return "malformed extensions";
   while (CBS_len(&exts) > 0) {
     CBS ext, oid, value;
-    int critical = 0;
     if (!CBS_get_asn1(&exts, &ext, CBS_ASN1_SEQUENCE) ||
         !CBS_get_asn1(&ext, &oid, CBS_ASN1_OBJECT))
       return "malformed extension";
@@ -38,11 +38,10 @@ static const char *check_extensions(CBS *exts_wrapper) {
       if (!CBS_get_asn1(&ext, &b, CBS_ASN1_BOOLEAN) || CBS_len(&b) != 1 ||
           (CBS_data(&b)[0] != 0xff))
         return "malformed extension criticality"; /* DER: TRUE is 0xff, FALSE is omitted */
-      critical = 1;
+      *critical = true;
     }
     if (!CBS_get_asn1(&ext, &value, CBS_ASN1_OCTETSTRING) || CBS_len(&ext) != 0)
       return "malformed extension value";
-    if (critical) return "unsupported critical extension";
   }
   return NULL;
 }
@@ -108,10 +107,11 @@ static const char *parse_single(CBS *responses, struct ocsp_single *s) {
       return "malformed nextUpdate";
     s->has_next_update = true;
   }
+  s->critical_extension = false;
   if (CBS_peek_asn1_tag(&single, TAG1_EXPLICIT)) {
     CBS wrapper;
     if (!CBS_get_asn1(&single, &wrapper, TAG1_EXPLICIT)) return "malformed singleExtensions";
-    if ((err = check_extensions(&wrapper))) return err;
+    if ((err = read_extensions(&wrapper, &s->critical_extension))) return err;
   }
   if (CBS_len(&single) != 0) return "trailing data in SingleResponse";
   return NULL;
@@ -161,8 +161,10 @@ static const char *parse_tbs(CBS tbs_element, struct ocsp_parsed *out) {
   if (out->single_count == 0) return "no SingleResponse";
   if (CBS_peek_asn1_tag(&tbs, TAG1_EXPLICIT)) {
     CBS wrapper;
+    bool critical;
     if (!CBS_get_asn1(&tbs, &wrapper, TAG1_EXPLICIT)) return "malformed responseExtensions";
-    if ((err = check_extensions(&wrapper))) return err;
+    if ((err = read_extensions(&wrapper, &critical))) return err;
+    if (critical) return "unsupported critical extension";
   }
   if (CBS_len(&tbs) != 0) return "trailing data in tbsResponseData";
   return NULL;

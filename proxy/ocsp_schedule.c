@@ -19,6 +19,10 @@ time_t ocsp_schedule_next(const struct ocsp_schedule_in *in, time_t now, uint32_
   bool usable = in->have_staple && in->next_update > now;
   if (in->failures == 0) {
     if (!in->have_staple) return now;
+    if (in->unchanged && usable) {
+      time_t left = in->next_update - now;
+      return MAX(now + left / 2 + jitter(random, left / 20), now + 10);
+    }
     time_t span = in->next_update - in->this_update;
     time_t at = in->this_update + span / 2 + jitter(random, span / 20);
     return at > now ? at : now + (time_t)(random % 6);

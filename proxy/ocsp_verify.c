@@ -2,8 +2,7 @@
  * Signature checks come before the CertID lookup, so a tampered response is reported as such. */
 #include "stapler/ocsp_verify.h"
 
-#include <openssl/mem.h>
-#include <openssl//err.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
@@ -11,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stapler/asn1time.h"
 #include "stapler/certinfo.h"
 #include "stapler/ocsp_certid.h"
 #include "stapler/util.h"
@@ -162,64 +162,109 @@ static enum ocsp_error check_signature(const struct ocsp_parsed *p, X509 *signer
   return err;
 }
 
-static bool responder_id_matches(const struct ocsp_parsed *p, X509 *cert) {
-  if (p->responder_kind == OCSP_RESPONDER_BY_KEY) {
+/* The ResponderID: a key hash, or a Name, compared with a certificate's as RFC 5280 7.1 says
+ * (X509_NAME_cmp compares canonical forms: case-folded, runs of spaces collapsed, whatever
+ * string type spells them), not as DER bytes. */
+struct responder_id {
+  enum ocsp_responder_kind kind;
+  const uint8_t *key_hash; /* byKey: 20 bytes */
+  X509_NAME *name;         /* byName: owned */
+};
+
+static bool read_responder_id(const struct ocsp_parsed *p, struct responder_id *id) {
+  id->kind = p->responder_kind;
+  id->key_hash = CBS_data(&p->responder);
+  id->name = NULL;
+  if (id->kind != OCSP_RESPONDER_BY_NAME) return true;
+  const uint8_t *der = CBS_data(&p->responder);
+  id->name = d2i_X509_NAME(NULL, &der, (long)CBS_len(&p->responder));
+  ERR_clear_error();
+  return id->name && der == CBS_data(&p->responder) + CBS_len(&p->responder);
+}
+
+static bool responder_id_matches(const struct responder_id *id, X509 *cert) {
+  if (id->kind == OCSP_RESPONDER_BY_KEY) {
     uint8_t hash[20];
-    return ocsp_key_sha1(cert, hash) && !memcmp(hash, CBS_data(&p->responder), 20);
+    return ocsp_key_sha1(cert, hash) && !memcmp(hash, id->key_hash, 20);
   }
-  uint8_t *name = NULL;
-  int len = i2d_X509_NAME(X509_get_subject_name(cert), &name);
-  bool match = len > 0 && (size_t)len == CBS_len(&p->responder) &&
-               !memcmp(name, CBS_data(&p->responder), (size_t)len);
-  OPENSSL_free(name);
-  return match;
+  return X509_NAME_cmp(id->name, X509_get_subject_name(cert)) == 0;
 }
 
 /* A delegated responder (RFC 6960 4.2.2.2): issued by the issuer itself, with id-kp-OCSPSigning,
- * and within its validity period. */
+ * no critical extension a client might not know (RFC 5280 4.2), and within its validity period,
+ * which then also bounds the answer's (out->signer_not_after). */
 static enum ocsp_error check_delegate(X509 *delegate, X509 *issuer, time_t now,
                                       struct ocsp_result *out) {
   if (X509_check_issued(issuer, delegate) != X509_V_OK)
     return fail(out, OCSP_ERR_UNAUTHORIZED, "responder certificate is not issued by the issuer");
   if (!certinfo_issued_by(delegate, issuer))
     return fail(out, OCSP_ERR_UNAUTHORIZED, "responder certificate's signature does not verify");
-  if (!(X509_get_extension_flags(delegate) & EXFLAG_XKUSAGE) ||
-      !(X509_get_extended_key_usage(delegate) & XKU_OCSP_SIGN))
+  uint32_t flags = X509_get_extension_flags(delegate);
+  if (flags & EXFLAG_CRITICAL)
+    return fail(out, OCSP_ERR_UNAUTHORIZED,
+                "responder certificate has an unsupported critical extension");
+  if (!(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(delegate) & XKU_OCSP_SIGN))
     return fail(out, OCSP_ERR_UNAUTHORIZED, "responder certificate lacks the OCSPSigning EKU");
   time_t not_before, not_after;
   if (!certinfo_validity(delegate, &not_before, &not_after))
     return fail(out, OCSP_ERR_UNAUTHORIZED, "responder certificate has unreadable dates");
-  if (now < not_before || now > not_after)
-    return fail(out, OCSP_ERR_UNAUTHORIZED, "responder certificate is expired or not yet valid");
+  char when[32];
+  if (now < not_before) {
+    format_utc(not_before, when, sizeof when);
+    return fail(out, OCSP_ERR_NOT_YET_VALID, "the delegated responder's certificate is not valid "
+                "before %s", when);
+  }
+  /* Its end is the answer's end too: the same rule as nextUpdate's, no use after it. */
+  if (now >= not_after) {
+    format_utc(not_after, when, sizeof when);
+    return fail(out, OCSP_ERR_EXPIRED, "the delegated responder's certificate expired at %s",
+                when);
+  }
+  out->signer_not_after = not_after;
   return OCSP_OK;
+}
+
+/* An included certificate named by the ResponderID: a delegated responder to check. */
+static enum ocsp_error check_included(const struct ocsp_parsed *p, const struct responder_id *id,
+                                      const CBS *cert_der, X509 *issuer, time_t now,
+                                      struct ocsp_result *out) {
+  const uint8_t *der = CBS_data(cert_der);
+  X509 *cand = d2i_X509(NULL, &der, (long)CBS_len(cert_der));
+  if (!cand) {
+    ERR_clear_error();
+    return OCSP_ERR_SIGNER_NOT_FOUND;
+  }
+  enum ocsp_error err = OCSP_ERR_SIGNER_NOT_FOUND;
+  if (responder_id_matches(id, cand)) {
+    X509_NAME_oneline(X509_get_subject_name(cand), out->responder, sizeof out->responder);
+    out->delegated = 1;
+    err = check_delegate(cand, issuer, now, out);
+    if (err == OCSP_OK) err = check_signature(p, cand, out);
+  }
+  X509_free(cand);
+  return err;
 }
 
 /* Finds who signed the response and checks they were allowed to, then the signature itself. */
 static enum ocsp_error check_signer(const struct ocsp_parsed *p, X509 *issuer, time_t now,
                                     struct ocsp_result *out) {
-  if (responder_id_matches(p, issuer)) {
+  struct responder_id id;
+  if (!read_responder_id(p, &id)) {
+    X509_NAME_free(id.name);
+    return fail(out, OCSP_ERR_MALFORMED, "malformed responderID (byName)");
+  }
+  enum ocsp_error err = OCSP_ERR_SIGNER_NOT_FOUND;
+  if (responder_id_matches(&id, issuer)) {
     X509_NAME_oneline(X509_get_subject_name(issuer), out->responder, sizeof out->responder);
-    return check_signature(p, issuer, out);
+    err = check_signature(p, issuer, out);
   }
-  for (size_t i = 0; i < p->cert_count; i++) {
-    const uint8_t *der = CBS_data(&p->certs[i]);
-    X509 *cand = d2i_X509(NULL, &der, (long)CBS_len(&p->certs[i]));
-    if (!cand) {
-      ERR_clear_error();
-      continue;
-    }
-    enum ocsp_error err = OCSP_ERR_SIGNER_NOT_FOUND;
-    if (responder_id_matches(p, cand)) {
-      X509_NAME_oneline(X509_get_subject_name(cand), out->responder, sizeof out->responder);
-      out->delegated = 1;
-      err = check_delegate(cand, issuer, now, out);
-      if (err == OCSP_OK) err = check_signature(p, cand, out);
-    }
-    X509_free(cand);
-    if (err != OCSP_ERR_SIGNER_NOT_FOUND) return err;
-  }
-  return fail(out, OCSP_ERR_SIGNER_NOT_FOUND,
-              "responder is neither the issuer nor a certificate included in the response");
+  for (size_t i = 0; i < p->cert_count && err == OCSP_ERR_SIGNER_NOT_FOUND; i++)
+    err = check_included(p, &id, &p->certs[i], issuer, now, out);
+  X509_NAME_free(id.name);
+  if (err == OCSP_ERR_SIGNER_NOT_FOUND)
+    return fail(out, OCSP_ERR_SIGNER_NOT_FOUND,
+                "responder is neither the issuer nor a certificate included in the response");
+  return err;
 }
 
 static enum ocsp_error check_times(const struct ocsp_single *s, time_t now,
@@ -257,12 +302,18 @@ enum ocsp_error ocsp_verify(const uint8_t *der, size_t len, X509 *leaf, X509 *is
     if (ocsp_single_matches(&p.singles[i], leaf, issuer)) match = &p.singles[i];
   if (!match)
     return fail(out, OCSP_ERR_WRONG_CERT, "no answer for this certificate (CertID mismatch)");
+  if (match->critical_extension)
+    return fail(out, OCSP_ERR_MALFORMED,
+                "unsupported critical extension in the answer for this certificate");
 
   out->status = match->status;
   out->this_update = match->this_update;
   out->next_update = match->has_next_update ? match->next_update : 0;
   out->revocation_time = match->revocation_time;
   out->revocation_reason = match->revocation_reason;
+  out->valid_until = out->next_update;
+  if (out->signer_not_after && out->signer_not_after < out->valid_until)
+    out->valid_until = out->signer_not_after;
   return check_times(match, now, out);
 }
 
@@ -270,7 +321,7 @@ const char *ocsp_error_name(enum ocsp_error err) {
   static const char *const names[] = {
       "ok",           "malformed",    "response-status", "not-basic",
       "signer-not-found", "unauthorized-signer", "unsupported-algorithm", "bad-signature",
-      "wrong-certificate", "not-yet-valid", "no-next-update", "expired",
+      "wrong-certificate", "not-yet-valid", "no-next-update", "expired", "certificate-unknown",
   };
   return (size_t)err < ARRAY_SIZE(names) ? names[err] : "unknown";
 }

@@ -94,5 +94,5 @@ struct cert *selfsigned_make(enum key_kind kind, const char *name, time_t now,
   X509 **chain = xmalloc(sizeof *chain);
   chain[0] = x;
   return cert_from_x509(kind == KEY_KIND_RSA ? "self-signed RSA" : "self-signed ECDSA", chain, 1,
-                        key, OCSP_POLICY_LENIENT, now, errors);
+                        key, OCSP_POLICY_LENIENT, now, errors, errors);
 }

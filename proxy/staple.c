@@ -15,6 +15,7 @@ struct staple *staple_new(const uint8_t *der, size_t len, const struct ocsp_resu
   s->produced_at = verified->produced_at;
   s->this_update = verified->this_update;
   s->next_update = verified->next_update;
+  s->valid_until = verified->valid_until;
   return s;
 }
 
@@ -38,4 +39,4 @@ void staple_unref(struct staple *s) {
   free(s);
 }
 
-bool staple_fresh(const struct staple *s, time_t now) { return s && now < s->next_update; }
+bool staple_fresh(const struct staple *s, time_t now) { return s && now < s->valid_until; }

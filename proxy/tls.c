@@ -108,11 +108,11 @@ static enum ssl_select_cert_result_t choose_certificate(const SSL_CLIENT_HELLO *
   }
   const struct config *cfg = t->gen->cfg;
   uint16_t version = certselect_version(&caps, cfg->tls.min_version, TLS1_3_VERSION);
-  const struct cert_pair *pair =
-      certstore_lookup(t->gen->certs, caps.sni[0] ? caps.sni : NULL);
+  struct cert_candidates candidates;
+  certstore_lookup(t->gen->certs, caps.sni[0] ? caps.sni : NULL, &candidates);
   struct cert_choice choice;
   t->status_requested = caps.status_request;
-  if (!certselect_choose(&caps, version, pair, wall_now(), &choice, &t->select_failure))
+  if (!certselect_choose(&caps, version, &candidates, wall_now(), &choice, &t->select_failure))
     return ssl_select_cert_error;
   const struct cert *c = choice.cert;
   if (!SSL_set_chain_and_key(hello->ssl, c->chain, c->chain_len, c->key, NULL))

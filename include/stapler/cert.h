@@ -16,6 +16,12 @@
 #include "stapler/strlist.h"
 
 #define CERT_COUNTER_SLOTS 16
+/* Where a certificate's issuer (needed for OCSP) came from. */
+enum cert_issuer_source {
+  CERT_ISSUER_NONE,  /* not known yet: the chain file holds the leaf alone */
+  CERT_ISSUER_CHAIN, /* the certificate after the leaf in the chain file */
+  CERT_ISSUER_CACHE, /* fetched earlier from the leaf's caIssuers URL (see stapling.h) */
+};
 
 struct cert {
   char *label;            /* the cert file path, or a name for generated ones */
@@ -23,7 +29,8 @@ struct cert {
   CRYPTO_BUFFER **chain;  /* leaf first */
   size_t chain_len;
   X509 *leaf;
-  X509 *issuer;           /* chain[1] parsed, or NULL: needed for OCSP */
+  X509 *issuer;           /* see issuer_source; NULL when none is known */
+  enum cert_issuer_source issuer_source;
   EVP_PKEY *key;
   char *ocsp_url;         /* config override, else the AIA URL, else NULL */
   enum ocsp_policy policy; /* effective: must-staple certificates always get must-staple */
@@ -62,21 +69,27 @@ static inline struct staple *cert_swap_staple(struct cert *c, struct staple *s) 
   return atomic_exchange_explicit(&c->staple, s, memory_order_seq_cst);
 }
 
-/* Loads cert, key and optional static staple named by `cc`, checking that the key matches,
- * that each chain certificate issues the one before it and that the leaf is within its validity.
- * Problems go to `errors` (fatal) or `warnings`. */
-struct cert *cert_load(const struct config_cert *cc, enum ocsp_policy policy, time_t now,
+/* Loads cert, key and optional static staple named by `cc`, checking that the key matches and
+ * that each chain certificate issues the one before it. A leaf outside its validity is a warning:
+ * it is still served where no valid certificate for its names can be (see certselect.h). A chain
+ * of the leaf alone takes the issuer cached from its caIssuers URL when `ocsp` fetches and there
+ * is one. Problems go to `errors` (fatal) or `warnings`. */
+struct cert *cert_load(const struct config_cert *cc, const struct config_ocsp *ocsp, time_t now,
                        struct strlist *errors, struct strlist *warnings);
 
 /* Builds a cert from parsed objects; takes ownership of `chain` (array and X509s) and `key`. */
 struct cert *cert_from_x509(const char *label, X509 **chain, size_t chain_len, EVP_PKEY *key,
-                            enum ocsp_policy policy, time_t now, struct strlist *errors);
+                            enum ocsp_policy policy, time_t now, struct strlist *errors,
+                            struct strlist *warnings);
+
+/* Whether `now` is within the leaf's notBefore..notAfter. */
+bool cert_within_validity(const struct cert *c, time_t now);
 
 void cert_free(struct cert *c);
 
 /* Verifies `der` for this certificate and, when it may be stapled, makes it the current
  * staple. Only while no worker uses the certificate (loading). Returns the verdict; `result`
- * explains it. */
+ * explains it. A verified "unknown" answer is OCSP_ERR_CERT_UNKNOWN and not stapled. */
 enum ocsp_error cert_set_staple_der(struct cert *c, const uint8_t *der, size_t len, time_t now,
                                     struct ocsp_result *result);
 

@@ -13,10 +13,13 @@ struct cert_info {
   enum key_kind kind;
   int key_bits;
   int curve_nid;    /* ECDSA only: NID_X9_62_prime256v1 or NID_secp384r1 */
-  char **names;     /* lowercased DNS names from subjectAltName (or the CN when there is none) */
+  char **names;     /* lowercased DNS names from subjectAltName; the subject CN only when the
+                       certificate has no subjectAltName extension at all (RFC 6125 6.4.4) */
   size_t name_count;
   time_t not_before, not_after;
   char *ocsp_url;   /* first http:// OCSP URL in authorityInfoAccess, or NULL */
+  char *ocsp_url_unusable; /* when there is none: the first other OCSP URL (https://), unused */
+  char *ca_issuers_url;    /* first http:// caIssuers URL in authorityInfoAccess, or NULL */
   bool must_staple; /* TLS Feature extension lists status_request */
   char *subject;    /* one line, for messages */
 };

@@ -1,6 +1,8 @@
-/* Choosing the certificate for a handshake: the ECDSA one when the client can verify it, else
- * the RSA one, subject to the OCSP policy when the client asked for a staple. Pure functions of
- * their inputs, so every rule is unit-tested without a handshake. */
+/* Choosing the certificate for a handshake: among the name's candidates (exact name first, then
+ * wildcard), a certificate within its validity before one that is not, then the ECDSA one when
+ * the client can verify it before the RSA one, subject to the OCSP policy when the client asked
+ * for a staple. Pure functions of their inputs, so every rule is unit-tested without a
+ * handshake. */
 #ifndef STAPLER_CERTSELECT_H
 #define STAPLER_CERTSELECT_H
 
@@ -38,11 +40,12 @@ struct cert_choice {
   struct staple *staple; /* to send: fresh, and only when the client asked; else NULL */
 };
 
-/* Chooses the certificate (and the staple read with the same load). False with `*why` saying
+/* Chooses the certificate (and the staple read with the same load). An expired or not yet
+ * valid certificate is chosen only when no valid one can be served. False with `*why` saying
  * why when none can be served. */
 bool certselect_choose(const struct client_caps *caps, uint16_t version,
-                       const struct cert_pair *pair, time_t now, struct cert_choice *out,
-                       enum certselect_failure *why);
+                       const struct cert_candidates *candidates, time_t now,
+                       struct cert_choice *out, enum certselect_failure *why);
 
 const char *certselect_failure_text(enum certselect_failure why);
 

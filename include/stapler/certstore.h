@@ -32,7 +32,16 @@ struct certstore *certstore_build(struct cert **certs, size_t count, const char 
 
 void certstore_free(struct certstore *store);
 
-/* SNI exact, then wildcard (one label), then the default. `sni` may be NULL. Never NULL. */
-const struct cert_pair *certstore_lookup(const struct certstore *store, const char *sni);
+/* The certificates that may answer for one name, best first. */
+struct cert_candidates {
+  const struct cert_pair *pairs[2];
+  size_t count;
+};
+
+/* For SNI `sni` (may be NULL): the exact name's certificates, then the wildcard's (one label),
+ * so that a wildcard serves the clients the exact name's cannot; the default name's when
+ * neither exists. Never empty. */
+void certstore_lookup(const struct certstore *store, const char *sni,
+                      struct cert_candidates *out);
 
 #endif

@@ -12,8 +12,9 @@ struct server;
 /* Prometheus text format 0.0.4; every name starts with stapler_. */
 void metrics_render(const struct server *s, struct strbuf *out);
 
-/* Healthy unless something needs a human: a revoked certificate, a must-staple certificate
- * without a valid staple, or a shutdown in progress. `out` gets "ok" or the reasons. */
+/* Healthy unless something needs a human: an expired or not yet valid certificate, a revoked
+ * one, a must-staple certificate without a valid staple, or a shutdown in progress. `out` gets
+ * "ok" or the reasons. */
 bool metrics_health(const struct server *s, struct strbuf *out);
 
 /* Certificates and staples as JSON. */

@@ -1,7 +1,9 @@
 /* Verified OCSP responses on disk, one file per certificate named after the SHA-256 of the
- * certificate itself, so a renewed certificate never picks up its predecessor's staple. Files
- * are replaced atomically (temporary file, fsync, rename, fsync of the directory): a crash
- * leaves the old response or the new one, never half of either. Callers verify what they load. */
+ * certificate itself, so a renewed certificate never picks up its predecessor's staple; beside
+ * them, the issuers fetched for leaf-only chains from their caIssuers URL. Files are replaced
+ * atomically (a temporary file of a unique name, fsync, rename, fsync of the directory): a crash
+ * leaves the old file or the new one, never half of either, and instances sharing the directory
+ * never write into each other's temporary files. Callers verify what they load. */
 #ifndef STAPLER_OCSP_CACHE_H
 #define STAPLER_OCSP_CACHE_H
 
@@ -23,5 +25,11 @@ bool ocsp_cache_load(const char *dir, const struct cert *c, uint8_t **der, size_
 /* Stores `der` for `c`. False with `err` on failure (the previous file stays). */
 bool ocsp_cache_store(const char *dir, const struct cert *c, const uint8_t *der, size_t len,
                       char *err, size_t err_len);
+
+/* The issuer of `c` (DER): DIR/<sha256 of the leaf, hex>.issuer. Same rules as above. */
+char *ocsp_cache_issuer_path(const char *dir, const struct cert *c);
+bool ocsp_cache_load_issuer(const char *dir, const struct cert *c, uint8_t **der, size_t *len);
+bool ocsp_cache_store_issuer(const char *dir, const struct cert *c, const uint8_t *der,
+                             size_t len, char *err, size_t err_len);
 
 #endif

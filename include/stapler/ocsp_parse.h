@@ -25,6 +25,7 @@ struct ocsp_single {
   time_t next_update;
   time_t revocation_time;
   int revocation_reason; /* CRLReason, or -1 when absent */
+  bool critical_extension; /* a singleExtension is critical: only usable by who knows it */
 };
 
 struct ocsp_parsed {
@@ -44,7 +45,9 @@ struct ocsp_parsed {
 };
 
 /* Returns NULL on success or a short description of what is malformed. A response whose status
- * is not successful parses fine (has_bytes false); the verifier refuses it. */
+ * is not successful parses fine (has_bytes false); the verifier refuses it. So does a critical
+ * singleExtension (flagged in its ocsp_single): it concerns that certificate alone, so it is
+ * refused only in the answer for the certificate being verified. */
 const char *ocsp_parse_response(const uint8_t *der, size_t len, struct ocsp_parsed *out);
 
 const char *ocsp_response_status_name(int status);

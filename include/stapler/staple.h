@@ -17,6 +17,7 @@ struct staple {
   size_t len;
   enum ocsp_cert_status status;
   time_t produced_at, this_update, next_update;
+  time_t valid_until; /* nextUpdate, or the delegated signer's notAfter when earlier */
 };
 
 /* Copies `der`; takes times and status from `verified`. The new staple has one reference. */
@@ -26,7 +27,8 @@ struct staple *staple_copy(const struct staple *from);
 struct staple *staple_ref(struct staple *s);
 void staple_unref(struct staple *s);
 
-/* True while the staple may be sent: before its nextUpdate. */
+/* True while the staple may be sent: before its nextUpdate and while its delegated signer (if
+ * any) is valid, since a client checks both. */
 bool staple_fresh(const struct staple *s, time_t now);
 
 #endif

@@ -108,8 +108,12 @@ class Pki:
         self.dir = directory
         self.ocsp_port = ocsp_port
         self.ocsp_url = "http://127.0.0.1:%d/" % ocsp_port
+        # Where leaves made with ca_issuers= find their issuer: a file server tests start.
+        self.files_port = free_port()
+        self.files_url = "http://127.0.0.1:%d/" % self.files_port
         self.serials = {}
         self._serial = 0x1000
+        self._extra = {}
         self.root = self._ca("root", "rsa", None, "stapler test root")
         self.inter = self._ca("inter", "ec", self.root, "stapler test intermediate")
         self.responder = self._leaf("ocsp", "ec", "stapler test OCSP responder", [],
@@ -171,18 +175,27 @@ class Pki:
         self._sign(name, subject, issuer, ext)
         return self.path(name)
 
-    def _leaf(self, name, kind, subject, names, eku="serverAuth", aia=True, must_staple=False):
+    def _leaf(self, name, kind, subject, names, eku="serverAuth", aia=True, must_staple=False,
+              ocsp_url=None, ca_issuers=None):
         self._key(name, kind)
         ext = "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=%s\n" % eku
         ext += "authorityKeyIdentifier=keyid\n"
         if names:
             sans = [n if n.startswith("IP:") else "DNS:" + n for n in names]
             ext += "subjectAltName=" + ",".join(sans) + "\n"
+        access = []
         if aia:
-            ext += "authorityInfoAccess=OCSP;URI:%s\n" % self.ocsp_url
+            access.append("OCSP;URI:%s" % (ocsp_url or self.ocsp_url))
+        if ca_issuers:
+            access.append("caIssuers;URI:%s%s" % (self.files_url, ca_issuers))
+        if access:
+            ext += "authorityInfoAccess=%s\n" % ",".join(access)
         if must_staple:
             ext += "tlsfeature=status_request\n"
         self._sign(name, subject, self.inter, ext)
+        return self._files(name, subject)
+
+    def _files(self, name, subject):
         chain = self.path(name + ".chain.pem")
         with open(chain, "w") as out:
             for part in (self.path(name + ".pem"), self.inter + ".pem"):
@@ -191,11 +204,87 @@ class Pki:
         return {"cert": chain, "key": self.path(name + ".key"), "leaf": self.path(name + ".pem"),
                 "serial": self.serials[name], "subject": subject}
 
+    def leaf(self, name, kind="ec", subject=None, names=None, **options):
+        """A further leaf of the intermediate, made once per run and known to the responder's
+        index. Options as for _leaf (aia, ocsp_url, ca_issuers: a path on files_url)."""
+        if name not in self._extra:
+            names = names if names is not None else [name + ".example"]
+            self._extra[name] = self._leaf(name, kind, subject or name, names, **options)
+        return self._extra[name]
+
+    def leaf_dated(self, name, kind, names, not_before, not_after):
+        """A leaf with the given validity (Unix times), which openssl x509 cannot set; signed
+        with python3-cryptography."""
+        if name in self._extra:
+            return self._extra[name]
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
+        key = serialization.load_pem_private_key(open(self._key(name, kind), "rb").read(), None)
+        inter = x509.load_pem_x509_certificate(open(self.inter + ".pem", "rb").read())
+        inter_key = serialization.load_pem_private_key(open(self.inter + ".key", "rb").read(),
+                                                       None)
+        stamp = datetime.datetime.utcfromtimestamp
+        serial = int(self._next_serial(name), 16)
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(inter.subject).public_key(key.public_key()).serial_number(serial)
+                .not_valid_before(stamp(not_before)).not_valid_after(stamp(not_after))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                               False)
+                .sign(inter_key, hashes.SHA256()))
+        with open(self.path(name + ".pem"), "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        self._extra[name] = self._files(name, name)
+        return self._extra[name]
+
+    def responder_until(self, name, not_after):
+        """A delegated OCSP responder certificate (OCSPSigning, issued by the intermediate)
+        that expires at `not_after` (Unix time). Returns (certificate path, key path)."""
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+        key_path = self._key(name, "ec")
+        key = serialization.load_pem_private_key(open(key_path, "rb").read(), None)
+        inter = x509.load_pem_x509_certificate(open(self.inter + ".pem", "rb").read())
+        inter_key = serialization.load_pem_private_key(open(self.inter + ".key", "rb").read(),
+                                                       None)
+        stamp = datetime.datetime.utcfromtimestamp
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(inter.subject).public_key(key.public_key())
+                .serial_number(int(self._next_serial(name), 16))
+                .not_valid_before(stamp(time.time() - 3600)).not_valid_after(stamp(not_after))
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False)
+                .sign(inter_key, hashes.SHA256()))
+        path = self.path(name + ".pem")
+        with open(path, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        return path, key_path
+
+    def der(self, pem_path):
+        """The DER form of a PEM certificate, beside it (.crt)."""
+        out = pem_path[:-4] + ".crt"
+        run([OPENSSL, "x509", "-in", pem_path, "-outform", "DER", "-out", out])
+        return out
+
+    def pkcs7(self, pem_paths, out_name):
+        """A certs-only PKCS#7 (DER, .p7c) holding the given certificates."""
+        out = self.path(out_name)
+        argv = [OPENSSL, "crl2pkcs7", "-nocrl", "-outform", "DER", "-out", out]
+        for p in pem_paths:
+            argv += ["-certfile", p]
+        run(argv)
+        return out
+
     def write_index(self, revoked, missing=()):
         """Writes openssl ocsp's index.txt; `revoked` maps leaf names to revocation times;
         leaves in `missing` are left out (the responder then answers "unknown")."""
         lines = []
-        for name in ("rsa", "ecdsa", "other", "wild", "must"):
+        for name in ("rsa", "ecdsa", "other", "wild", "must") + tuple(self._extra):
             if name in missing:
                 continue
             serial = self.serials[name]
@@ -279,11 +368,14 @@ class StaplerCase(unittest.TestCase):
         self.procs.append(p)
         return p
 
-    def start_responder(self, ndays=1):
-        """A real OCSP responder (openssl ocsp) on the port the test certificates name."""
-        port = self.pki.ocsp_port
+    def start_responder(self, ndays=1, signer=None, port=None):
+        """A real OCSP responder (openssl ocsp) on the port the test certificates name (or
+        `port`), signing with the delegated responder certificate (or `signer`, a pair of
+        certificate and key paths)."""
+        port = port or self.pki.ocsp_port
+        cert, key = signer or (self.pki.path("ocsp.pem"), self.pki.path("ocsp.key"))
         p = self.start([OPENSSL, "ocsp", "-index", self.pki.index, "-port", str(port),
-                        "-rsigner", self.pki.path("ocsp.pem"), "-rkey", self.pki.path("ocsp.key"),
+                        "-rsigner", cert, "-rkey", key,
                         "-CA", self.pki.inter + ".pem", "-ndays", str(ndays), "-ignore_err"],
                        "responder")
         # Never probe it with a bare connect: openssl ocsp then spins and stops answering.
@@ -306,15 +398,18 @@ class StaplerCase(unittest.TestCase):
             f.write(text)
         return path
 
-    def start_stapler(self, config_text, name="stapler", expect_ready=True, clock_offset=0):
+    def start_stapler(self, config_text, name="stapler", expect_ready=True, clock_offset=0,
+                      env=None):
         cfg = self.write(name + ".yaml", config_text)
         # A small quarantine keeps RSS meaningful for the memory-bound tests.
-        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23:"
-                                            "quarantine_size_mb=16",
+        asan = "detect_leaks=1:abort_on_error=0:exitcode=23:quarantine_size_mb=16"
+        if env and "LD_PRELOAD" in env:
+            asan += ":verify_asan_link_order=0"  # the preloaded library comes before libasan
+        env = dict(os.environ, ASAN_OPTIONS=asan,
                    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
                    TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:"
                                 "suppressions=" + os.path.join(HERE, "..", "tsan.supp"),
-                   STAPLER_TEST_CLOCK_OFFSET=str(clock_offset))
+                   STAPLER_TEST_CLOCK_OFFSET=str(clock_offset), **(env or {}))
         p = self.start([STAPLER, "-c", cfg], name, env)
         p.config_path = cfg
         if expect_ready:
@@ -324,7 +419,7 @@ class StaplerCase(unittest.TestCase):
         return p
 
     def proxy(self, backend=None, certs=None, extra="", backend_extra="", expect_ready=True,
-              clock_offset=0, name="stapler"):
+              clock_offset=0, name="stapler", env=None):
         """Starts stapler in front of `backend` (started if None) with the dual test pair."""
         if backend is None:
             backend = self.start_backend()
@@ -337,10 +432,23 @@ class StaplerCase(unittest.TestCase):
             extra += "ocsp:\n  fetch: false\n"
         text = yaml_config(port, "127.0.0.1:%d" % backend.port, certs, extra, backend_extra)
         p = self.start_stapler(text, name=name, expect_ready=expect_ready,
-                               clock_offset=clock_offset)
+                               clock_offset=clock_offset, env=env)
         p.port = port
         p.backend = backend
+        p.extra = extra
         return p
+
+    def rewrite_config(self, p, certs):
+        """Rewrites the config of `p` (started by proxy()) with other certificates."""
+        text = yaml_config(p.port, "127.0.0.1:%d" % p.backend.port, certs, p.extra)
+        with open(p.config_path, "w") as f:
+            f.write(text)
+
+    def check_config(self, path, clock_offset=0):
+        """Runs `stapler -t -c path`: (exit code, stdout, stderr)."""
+        r = subprocess.run([STAPLER, "-t", "-c", path], capture_output=True, timeout=60,
+                           env=dict(os.environ, STAPLER_TEST_CLOCK_OFFSET=str(clock_offset)))
+        return r.returncode, r.stdout.decode(), r.stderr.decode()
 
     # ---- clients --------------------------------------------------------------------------
 

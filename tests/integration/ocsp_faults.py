@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """An OCSP "responder" that misbehaves on purpose, over real HTTP, for the faults a real
 responder does not produce. The first path segment picks the behaviour:
-  /good/ /other/ /stranger/  serve the DER file given for that name on the command line
+  /NAME/     serve the file given for NAME on the command line (/good/, /other/ ...), as
+             application/pkix-cert (.crt), application/pkcs7-mime (.p7c) or
+             application/ocsp-response (anything else)
+  /interim/  "100 Continue" and "103 Early Hints" first, then the file given for "good"
+  /octet/    the file given for "good", as application/octet-stream
   /500/      HTTP 500            /redirect/  HTTP 302
   /garbage/  bytes that are not HTTP, then close
   /notocsp/  HTTP 200 with a body that is not an OCSP response
@@ -36,8 +40,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
         mode = self.path.strip("/").split("/")[0]
         if mode in FILES:
-            with open(FILES[mode], "rb") as f:
+            path = FILES[mode]
+            ctype = {"crt": "application/pkix-cert", "p7c": "application/pkcs7-mime"}.get(
+                path.rsplit(".", 1)[-1], "application/ocsp-response")
+            with open(path, "rb") as f:
+                self.reply(200, f.read(), ctype)
+        elif mode == "interim":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n"
+                             b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+            self.wfile.flush()
+            with open(FILES["good"], "rb") as f:
                 self.reply(200, f.read())
+        elif mode == "octet":
+            with open(FILES["good"], "rb") as f:
+                self.reply(200, f.read(), "application/octet-stream")
         elif mode == "500":
             self.reply(500, b"internal error", "text/plain")
         elif mode == "redirect":

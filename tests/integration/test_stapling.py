@@ -7,10 +7,11 @@ are valid for a day and refreshed half-way, within 5% of the day, so starting st
 later" makes a cached answer due for refresh and "25 hours later" makes it expired."""
 import os
 import re
+import signal
 import subprocess
 import time
 
-from harness import StaplerCase, HERE, free_port, wait_until, listening
+from harness import StaplerCase, HERE, STAPLER, free_port, wait_until, listening
 
 HOUR = 3600
 DUE = 14 * HOUR      # past the refresh point of a one-day answer, before its end
@@ -28,14 +29,15 @@ class StaplingCase(StaplerCase):
         super().tearDown()
 
     def stapling_proxy(self, certs=None, policy="lenient", clock_offset=0, name="stapler",
-                       extra=""):
-        return self.proxy(certs=certs, clock_offset=clock_offset, name=name,
+                       extra="", env=None):
+        return self.proxy(certs=certs, clock_offset=clock_offset, name=name, env=env,
                           extra="ocsp:\n  cache_dir: %s\n  policy: %s\n  timeout: 2s\n"
                                 "log:\n  level: debug\n%s" % (self.cache, policy, extra))
 
-    def staple_of(self, port, args=()):
+    def staple_of(self, port, args=(), verify=True, servername="localhost"):
         """(served subject, stapled cert status or None, stapled serial or None)."""
-        rc, out = self.s_client(port, list(args), status=True)
+        rc, out = self.s_client(port, list(args), status=True, verify=verify,
+                                servername=servername)
         self.assertEqual(rc, 0, out)
         status = re.search(r"Cert Status: (\w+)", out)
         serial = None
@@ -87,6 +89,191 @@ class FetchTest(StaplingCase):
         self.assertNotIn("error", q.log())
         rc, out = self.s_client(q.port, servername="plain.example", status=True, verify=False)
         self.assertIn("no response sent", out)
+
+
+    def test_fetch_tries_each_address_in_turn(self):
+        """The responder's name has two addresses; nothing listens at the first."""
+        shim = os.path.join(os.path.dirname(STAPLER), "tests", "libstapler_resolve_shim.so")
+        self.assertTrue(os.path.exists(shim), "build the test shim first: %s" % shim)
+        self.start_responder()
+        dead = free_port()
+        name = "ocsp.stapler.test"
+        cert = dict(self.pki.ecdsa, ocsp_url="http://%s:%d/" % (name, self.pki.ocsp_port))
+        env = {"LD_PRELOAD": shim,
+               "STAPLER_TEST_RESOLVE": "%s=127.0.0.1:%d,127.0.0.1" % (name, dead)}
+        p = self.stapling_proxy(certs=[cert], env=env)
+        self.wait_log(p, "ecdsa.chain.pem: good from http://%s:" % name)
+        self.assertEqual(self.staple_of(p.port)[1], "good")
+        # Every address failing is one failure naming each of them (for a certificate without
+        # a cached answer, which would put the first attempt off).
+        cert = dict(self.pki.rsa, ocsp_url="http://%s:%d/" % (name, dead))
+        q = self.stapling_proxy(certs=[cert], env=dict(env, STAPLER_TEST_RESOLVE="%s=127.0.0.1,"
+                                                       "127.0.0.1:%d" % (name, free_port())),
+                                name="dead")
+        self.wait_log(q, "fetch from http://%s:%d/ failed (1 in a row)" % (name, dead))
+        line = [l for l in q.log().splitlines() if "failed (1 in a row)" in l][0]
+        self.assertEqual(line.count("connection refused"), 2, line)
+
+    def test_address_that_never_answers_leaves_time_for_the_next(self):
+        """Each address gets its share of ocsp.timeout (2 s here): one where connections hang
+        (a listener whose queue is full drops further SYNs) does not use it all up."""
+        shim = os.path.join(os.path.dirname(STAPLER), "tests", "libstapler_resolve_shim.so")
+        self.start_responder()
+        import socket
+        with socket.socket() as full, socket.socket() as queued:
+            full.bind(("127.0.0.1", 0))
+            full.listen(0)
+            queued.connect(full.getsockname())
+            name = "ocsp.stapler.test"
+            cert = dict(self.pki.ecdsa, ocsp_url="http://%s:%d/" % (name, self.pki.ocsp_port))
+            env = {"LD_PRELOAD": shim, "STAPLER_TEST_RESOLVE": "%s=127.0.0.1:%d,127.0.0.1"
+                   % (name, full.getsockname()[1])}
+            p = self.stapling_proxy(certs=[cert], env=env)
+            self.wait_log(p, "ecdsa.chain.pem: good from http://%s:" % name)
+            self.assertNotIn("failed", p.log())
+
+    def test_static_unknown_answer_is_not_stapled(self):
+        """As with fetched answers: some browsers fail hard on a stapled "unknown"."""
+        self.pki.write_index({}, missing=("ecdsa",))
+        static = self.pki.staple(self.pki.ecdsa, os.path.join(self.tmp, "unknown.der"))
+        cert = dict(self.pki.ecdsa, ocsp_response=static)
+        p = self.proxy(certs=[self.pki.rsa, cert])
+        self.wait_log(p, "OCSP response not stapled: the responder does not know this "
+                         "certificate (status unknown)")
+        self.assertEqual(self.staple_of(p.port)[1], None)
+        rc, out, err = self.check_config(p.config_path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("status unknown", err)
+        self.assertEqual(out.count("staple:      none"), 2, out)
+
+    def test_https_only_ocsp_url_has_its_own_message(self):
+        leaf = self.pki.leaf("https-ocsp", ocsp_url="https://127.0.0.1:%d/" % self.pki.ocsp_port)
+        p = self.stapling_proxy(certs=[leaf])
+        self.wait_log(p, "https-ocsp.chain.pem: the OCSP URL https://127.0.0.1:%d/ uses https"
+                      % self.pki.ocsp_port)
+        self.assertNotIn("no OCSP URL in the certificate", p.log())
+        rc, out, err = self.check_config(p.config_path)
+        self.assertIn("OCSP URL:    https://127.0.0.1:%d/ (not used: https;" % self.pki.ocsp_port,
+                      out)
+
+
+class ReloadStaplingTest(StaplingCase):
+    def test_issuer_added_by_reload_starts_stapling(self):
+        self.start_responder()
+        leaf_only = {"cert": self.pki.ecdsa["leaf"], "key": self.pki.ecdsa["key"]}
+        p = self.stapling_proxy(certs=[leaf_only])
+        self.wait_log(p, "has no issuer certificate")
+        self.rewrite_config(p, [self.pki.ecdsa])
+        p.send_signal(signal.SIGHUP)
+        self.wait_log(p, "reloaded: generation 2")
+        self.wait_log(p, "ecdsa.chain.pem: good from")
+        self.assertEqual(self.staple_of(p.port)[1], "good")
+
+
+class SignerExpiryTest(StaplingCase):
+    """A delegated responder certificate valid for a minute signs answers valid for a day: the
+    answers are good only as long as their signer, since a client checks both."""
+
+    def setUp(self):
+        super().setUp()
+        self.signer_expiry = int(time.time()) + 60
+        name = "short-lived-responder-%s" % self.id().split(".")[-1]
+        self.signer = self.pki.responder_until(name, self.signer_expiry)
+
+    def offset_leaving(self, seconds):
+        """A clock offset at which the signer has `seconds` left now."""
+        return self.signer_expiry - seconds - int(time.time())
+
+    def test_staple_not_sent_once_its_signer_expired(self):
+        self.start_responder(signer=self.signer)
+        p = self.stapling_proxy(certs=[self.pki.ecdsa], clock_offset=self.offset_leaving(10))
+        self.wait_log(p, "ecdsa.chain.pem: good from")
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.signer_expiry))
+        self.assertIn("valid until %s" % until, p.log())
+        self.assertEqual(self.staple_of(p.port)[1], "good")
+        self.wait_log(p, "the staple expired at %s" % until, timeout=40)
+        self.assertEqual(self.staple_of(p.port)[1], None)
+        rc, out = self.s_client(p.port, status=True)
+        self.assertIn("no response sent", out)
+
+    def test_static_answer_of_an_expired_signer_is_a_warning(self):
+        static = os.path.join(self.tmp, "short.der")
+        from harness import OPENSSL, run
+        run([OPENSSL, "ocsp", "-index", self.pki.index, "-rsigner", self.signer[0], "-rkey",
+             self.signer[1], "-CA", self.pki.inter + ".pem", "-issuer", self.pki.inter + ".pem",
+             "-cert", self.pki.ecdsa["leaf"], "-respout", static, "-no_nonce", "-ndays", "1"])
+        cert = dict(self.pki.ecdsa, ocsp_response=static)
+        p = self.proxy(certs=[cert], clock_offset=self.offset_leaving(-120))
+        self.wait_log(p, "OCSP response not stapled")
+        self.assertEqual(self.staple_of(p.port)[1], None)
+        rc, out, err = self.check_config(p.config_path, clock_offset=self.offset_leaving(30))
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.signer_expiry))
+        self.assertIn("staple:      good, valid until %s" % until, out)
+
+
+class IssuerDiscoveryTest(StaplingCase):
+    """A chain file with the leaf alone: the issuer comes from the leaf's caIssuers URL."""
+
+    def setUp(self):
+        super().setUp()
+        inter = self.pki.inter + ".pem"
+        files = {"inter": self.pki.der(inter),
+                 "bundle": self.pki.pkcs7([self.pki.stranger + ".pem", inter], "inter.p7c"),
+                 "stranger": self.pki.der(self.pki.stranger + ".pem")}
+        self.files = self.start(["/usr/bin/python3", os.path.join(HERE, "ocsp_faults.py"),
+                                 str(self.pki.files_port)] +
+                                ["%s=%s" % kv for kv in files.items()], "files")
+        wait_until(lambda: "ready" in self.files.log() or not self.files.alive(),
+                   what="file server")
+
+    def leaf_only(self, name, ca_issuers):
+        leaf = self.pki.leaf(name, ca_issuers=ca_issuers)
+        self.pki.write_index({})  # so that the responder knows the new leaf
+        return {"cert": leaf["leaf"], "key": leaf["key"], "leaf": leaf["leaf"],
+                "serial": leaf["serial"]}
+
+    def test_issuer_fetched_cached_and_stapled_from_the_first_start(self):
+        cert = self.leaf_only("issuer-der", "inter/inter.crt")
+        self.start_responder()
+        p = self.stapling_proxy(certs=[cert], name="first")
+        self.wait_log(p, "issuer-der.pem: issuer /CN=stapler test intermediate fetched from "
+                         "%sinter/inter.crt (DER)" % self.pki.files_url)
+        self.wait_log(p, "issuer-der.pem: good from")
+        self.assertEqual(self.staple_of(p.port, verify=False, servername="issuer-der.example"),
+                         ("issuer-der", "good", cert["serial"]))
+        self.assertEqual(len([f for f in os.listdir(self.cache) if f.endswith(".issuer")]), 1)
+        rc, out, err = self.check_config(p.config_path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("issuer:      /CN=stapler test intermediate, cached in %s, fetched from "
+                      "%sinter/inter.crt" % (self.cache, self.pki.files_url), out)
+        self.assertEqual(p.stop(), 0, p.log())
+        # Later starts need neither the file server nor the responder.
+        self.files.stop()
+        q = self.stapling_proxy(certs=[cert], name="second")
+        self.wait_log(q, "issuer-der.pem: using the cached issuer /CN=stapler test intermediate")
+        self.wait_log(q, "using the cached answer")
+        self.assertEqual(self.staple_of(q.port, verify=False,
+                                        servername="issuer-der.example")[1], "good")
+
+    def test_issuer_from_a_pkcs7_bundle(self):
+        cert = self.leaf_only("issuer-p7", "bundle/inter.p7c")
+        self.start_responder()
+        p = self.stapling_proxy(certs=[cert])
+        self.wait_log(p, "issuer-p7.pem: issuer /CN=stapler test intermediate fetched from "
+                         "%sbundle/inter.p7c (PKCS#7)" % self.pki.files_url)
+        self.wait_log(p, "issuer-p7.pem: good from")
+        self.assertEqual(self.staple_of(p.port, verify=False,
+                                        servername="issuer-p7.example")[1], "good")
+
+    def test_certificate_that_did_not_sign_the_leaf_is_refused(self):
+        cert = self.leaf_only("issuer-wrong", "stranger/stranger.crt")
+        p = self.stapling_proxy(certs=[cert])
+        self.wait_log(p, "issuer-wrong.pem: issuer fetch from %sstranger/stranger.crt failed (1 "
+                         "in a row): /CN=stranger CA did not sign this certificate"
+                      % self.pki.files_url)
+        self.assertEqual(self.staple_of(p.port, verify=False,
+                                        servername="issuer-wrong.example")[1], None)
+        self.assertEqual([f for f in os.listdir(self.cache) if f.endswith(".issuer")], [])
 
 
 class ResilienceTest(StaplingCase):
@@ -143,7 +330,8 @@ class FaultyResponderTest(StaplingCase):
         files = {"good": self.pki.staple(self.pki.ecdsa, os.path.join(self.tmp, "good.der")),
                  "other": self.pki.staple(self.pki.rsa, os.path.join(self.tmp, "other.der")),
                  "stranger": self.pki.staple(self.pki.ecdsa, os.path.join(self.tmp, "s.der"),
-                                             signer="stranger")}
+                                             signer="stranger"),
+                 "same": self.static}
         self.faults = self.start(["/usr/bin/python3", os.path.join(HERE, "ocsp_faults.py"),
                                   str(port)] + ["%s=%s" % kv for kv in files.items()], "faults")
         wait_until(lambda: "ready" in self.faults.log() or not self.faults.alive(),
@@ -195,6 +383,35 @@ class FaultyResponderTest(StaplingCase):
         self.wait_log(p, "ecdsa.chain.pem: good from")
         self.wait_log(self.faults, "POST /%s" % path)
         self.assertNotIn("GET /good", self.faults.log())
+
+    def test_interim_responses_are_skipped(self):
+        cert = dict(self.pki.ecdsa, ocsp_response=self.static,
+                    ocsp_url="http://127.0.0.1:%d/interim/" % self.faults.port)
+        p = self.stapling_proxy(certs=[cert], clock_offset=DUE)
+        self.wait_log(p, "ecdsa.chain.pem: good from")
+
+    def test_other_content_type_is_logged_and_accepted(self):
+        cert = dict(self.pki.ecdsa, ocsp_response=self.static,
+                    ocsp_url="http://127.0.0.1:%d/octet/" % self.faults.port)
+        p = self.stapling_proxy(certs=[cert], clock_offset=DUE)
+        self.wait_log(p, "ecdsa.chain.pem: good from")
+        self.assertIn("answered with Content-Type 'application/octet-stream', not "
+                      "application/ocsp-response", p.log())
+
+    def test_the_staple_in_use_again_is_not_a_failure(self):
+        """A cache in front of the responder (RFC 5019) hands out the same answer until it is
+        stale: wait for its nextUpdate to come nearer instead of retrying at once."""
+        cert = dict(self.pki.ecdsa, ocsp_response=self.static,
+                    ocsp_url="http://127.0.0.1:%d/same/" % self.faults.port)
+        p = self.stapling_proxy(certs=[cert], clock_offset=DUE)
+        self.wait_log(p, "ecdsa.chain.pem: the responder sent the staple already in use")
+        log = p.log()
+        self.assertNotIn("failed", log)
+        # Ten hours are left of the answer: half of that, give or take 5 % of the ten hours.
+        m = re.search(r"staple already in use .*next refresh in (\d+)h(\d+)m", log)
+        self.assertTrue(m, log)
+        self.assertTrue(4 * 60 + 29 <= int(m.group(1)) * 60 + int(m.group(2)) <= 5 * 60 + 30, log)
+        self.assertEqual(self.staple_of(p.port)[1], "good")
 
     def test_good_answer_replaces_static_staple(self):
         cert = dict(self.pki.ecdsa, ocsp_response=self.static,

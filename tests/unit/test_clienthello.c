@@ -48,7 +48,8 @@ static struct cert ecdsa384_cert = {
 static const struct cert *choose(const struct client_caps *caps, uint16_t version,
                                  const struct cert_pair *pair, enum certselect_failure *why) {
   struct cert_choice choice;
-  return certselect_choose(caps, version, pair, 0, &choice, why) ? choice.cert : NULL;
+  struct cert_candidates one = {.pairs = {pair}, .count = 1};
+  return certselect_choose(caps, version, &one, 0, &choice, why) ? choice.cert : NULL;
 }
 
 static void load(const char *name, struct client_caps *caps) {
@@ -76,9 +77,7 @@ static void test_captures_parse_and_choose(void) {
     uint16_t version = certselect_version(&caps, TLS1_2_VERSION, TLS1_3_VERSION);
     CHECK_EQ_INT(version, k->tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
     enum certselect_failure why;
-    struct cert_choice choice = {0};
-    const struct cert *c =
-        certselect_choose(&caps, version, &pair, 0, &choice, &why) ? choice.cert : NULL;
+    const struct cert *c = choose(&caps, version, &pair, &why);
     const struct cert *want = k->choice == WANT_ECDSA ? &ecdsa_cert
                               : k->choice == WANT_RSA ? &rsa_cert
                                                       : NULL;

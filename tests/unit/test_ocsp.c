@@ -2,6 +2,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "stapler/certinfo.h"
 #include "stapler/ocsp_certid.h"
 #include "stapler/ocsp_parse.h"
 #include "stapler/ocsp_verify.h"
@@ -232,6 +233,69 @@ static void test_hitch_no_next_update(void) {
   free(der);
 }
 
+#define C "ocsp/crafted/"
+static enum ocsp_error verify_crafted(const char *resp, struct ocsp_result *r) {
+  return verify_at_own_time(resp, C "leaf.pem", C "ca.pem", r);
+}
+
+/* RFC 5280 7.1: a byName ResponderID is the signer's Name compared case-insensitively, with
+ * runs of spaces folded, whatever string type spells it. */
+static void test_by_name_compared_as_canonical_names(void) {
+  struct ocsp_result r;
+  enum ocsp_error err = verify_crafted(C "byname-canonical.der", &r);
+  if (err != OCSP_OK) fprintf(stderr, "  %s\n", r.detail);
+  CHECK_EQ_INT(err, OCSP_OK);
+  CHECK(r.delegated);
+  CHECK_CONTAINS(r.responder, "Crafted OCSP Responder");
+}
+
+/* A client could not honour the responder certificate's extension (RFC 5280 4.2). */
+static void test_delegate_with_unknown_critical_extension_refused(void) {
+  struct ocsp_result r;
+  CHECK_EQ_INT(verify_crafted(C "critical-signer.der", &r), OCSP_ERR_UNAUTHORIZED);
+  CHECK_CONTAINS(r.detail, "critical extension");
+}
+
+/* Only the answer for our certificate has to be understood completely. */
+static void test_critical_extension_in_another_certificates_answer(void) {
+  struct ocsp_result r;
+  enum ocsp_error err = verify_crafted(C "other-single-critical.der", &r);
+  if (err != OCSP_OK) fprintf(stderr, "  %s\n", r.detail);
+  CHECK_EQ_INT(err, OCSP_OK);
+  CHECK_EQ_INT(r.status, OCSP_STATUS_GOOD);
+  CHECK_EQ_INT(verify_crafted(C "own-single-critical.der", &r), OCSP_ERR_MALFORMED);
+  CHECK_CONTAINS(r.detail, "critical extension");
+}
+
+/* An answer is good only while its delegated signer is: valid_until is the earlier of the two,
+ * and from then on the answer is expired. */
+static void test_delegated_signer_bounds_the_answer(void) {
+  X509 *signer = load_pem(C "resp-short.pem");
+  time_t not_before, not_after;
+  CHECK(certinfo_validity(signer, &not_before, &not_after));
+  struct ocsp_result r;
+  CHECK_EQ_INT(verify_crafted(C "good-short-signer.der", &r), OCSP_OK);
+  CHECK_EQ_INT(r.signer_not_after, not_after);
+  CHECK_EQ_INT(r.valid_until, not_after);
+  CHECK(r.next_update > not_after);
+  size_t len;
+  unsigned char *der = testing_read(C "good-short-signer.der", &len);
+  X509 *leaf = load_pem(C "leaf.pem"), *ca = load_pem(C "ca.pem");
+  CHECK_EQ_INT(ocsp_verify(der, len, leaf, ca, not_after - 1, &r), OCSP_OK);
+  CHECK_EQ_INT(ocsp_verify(der, len, leaf, ca, not_after, &r), OCSP_ERR_EXPIRED);
+  CHECK_CONTAINS(r.detail, "delegated responder's certificate expired");
+  CHECK_EQ_INT(ocsp_verify(der, len, leaf, ca, not_before - 1, &r), OCSP_ERR_NOT_YET_VALID);
+  /* Signed by the issuer: nextUpdate alone. */
+  CHECK_EQ_INT(verify_at_own_time(O "ND1.der", O "ND1_Cert_EE.pem", O "ND1_Issuer_ICA.pem", &r),
+               OCSP_OK);
+  CHECK_EQ_INT(r.signer_not_after, 0);
+  CHECK_EQ_INT(r.valid_until, r.next_update);
+  X509_free(leaf);
+  X509_free(ca);
+  X509_free(signer);
+  free(der);
+}
+
 TEST_MAIN({
   RUN(test_openssl_vectors);
   RUN(test_delegated_and_direct_reported);
@@ -240,4 +304,8 @@ TEST_MAIN({
   RUN(test_pyca_vectors);
   RUN(test_pyca_structure);
   RUN(test_hitch_no_next_update);
+  RUN(test_by_name_compared_as_canonical_names);
+  RUN(test_delegate_with_unknown_critical_extension_refused);
+  RUN(test_critical_extension_in_another_certificates_answer);
+  RUN(test_delegated_signer_bounds_the_answer);
 })

@@ -1,6 +1,7 @@
 /* The OCSP client's pieces: request building, verification of openssl-made answers and their
  * hand-corrupted variants, the refresh schedule, the OCSP policies, the cache, and the
  * deferred freeing of replaced staples. */
+#include <openssl/mem.h>
 #include <openssl/nid.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -10,11 +11,13 @@
 
 #include "stapler/cert.h"
 #include "stapler/certselect.h"
+#include "stapler/issuer.h"
 #include "stapler/ocsp_cache.h"
 #include "stapler/ocsp_fetch.h"
 #include "stapler/ocsp_request.h"
 #include "stapler/ocsp_schedule.h"
 #include "stapler/ocsp_verify.h"
+#include "stapler/util.h"
 #include "testing.h"
 
 #define V "ocsp/stapler/"
@@ -223,7 +226,7 @@ static void test_schedule(void) {
 
 static struct staple *make_staple(time_t this_update, time_t next_update) {
   struct ocsp_result r = {.status = OCSP_STATUS_GOOD, .this_update = this_update,
-                          .next_update = next_update};
+                          .next_update = next_update, .valid_until = next_update};
   static const uint8_t der[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
   return staple_new(der, sizeof der, &r);
 }
@@ -259,16 +262,17 @@ static void test_policy_fallback(void) {
   struct cert rsa = {.label = "rsa", .policy = OCSP_POLICY_MUST_STAPLE,
                      .info = {.kind = KEY_KIND_RSA, .key_bits = 2048}};
   struct cert_pair pair = {.rsa = &rsa, .ecdsa = &ecdsa};
+  struct cert_candidates candidates = {.pairs = {&pair}, .count = 1};
   atomic_store(&rsa.staple, make_staple(100, 1000));
   struct cert_choice choice;
   enum certselect_failure why;
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &pair, 500, &choice, &why));
+  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &candidates, 500, &choice, &why));
   CHECK(choice.cert == &rsa);
   CHECK(choice.staple == cert_staple(&rsa));
-  CHECK(!certselect_choose(&caps, TLS1_3_VERSION, &pair, 1000, &choice, &why));
+  CHECK(!certselect_choose(&caps, TLS1_3_VERSION, &candidates, 1000, &choice, &why));
   CHECK_EQ_INT(why, CERTSELECT_NO_VALID_STAPLE);
   caps.status_request = false; /* not asked: ECDSA, and nothing to staple */
-  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &pair, 1000, &choice, &why));
+  CHECK(certselect_choose(&caps, TLS1_3_VERSION, &candidates, 1000, &choice, &why));
   CHECK(choice.cert == &ecdsa && choice.staple == NULL);
   staple_unref(cert_staple(&rsa));
 }
@@ -374,6 +378,226 @@ static void test_responder_answers(void) {
   CHECK_CONTAINS(error, "larger than");
 }
 
+/* A certificate as cert_load makes it, from a leaf and its issuer (no key: never served). */
+static struct cert *cert_of(const char *leaf, const char *issuer) {
+  struct cert *c = xcalloc(1, sizeof *c);
+  c->label = xstrdup(leaf);
+  c->leaf = pem(leaf);
+  c->issuer = pem(issuer);
+  CHECK(certinfo_read(c->leaf, &c->info) == NULL);
+  c->policy = OCSP_POLICY_LENIENT;
+  return c;
+}
+
+static const struct client_caps kAsksEcdsa13 = {
+    .offers_tls13 = true, .has_sigalgs = true, .sigalgs = CAPS_SIG_ECDSA_P256_SHA256,
+    .has_groups = true, .groups = CAPS_GROUP_X25519, .suites = CAPS_SUITE_TLS13,
+    .status_request = true};
+
+/* The answer's nextUpdate is a week away but its delegated signer expires after a day: a
+ * client checking the signer would refuse the staple from then on, so it is not sent. */
+static void test_staple_ends_with_its_delegated_signer(void) {
+  struct cert *c = cert_of("ocsp/crafted/leaf.pem", "ocsp/crafted/ca.pem");
+  X509 *signer = pem("ocsp/crafted/resp-short.pem");
+  time_t signer_not_after;
+  CHECK(certinfo_time(X509_get0_notAfter(signer), &signer_not_after));
+  size_t len;
+  unsigned char *der = testing_read("ocsp/crafted/good-short-signer.der", &len);
+  struct ocsp_result r;
+  CHECK_EQ_INT(cert_set_staple_der(c, der, len, own_time(der, len), &r), OCSP_OK);
+  CHECK(r.next_update > signer_not_after + 86400);
+  struct cert_pair pair = {.ecdsa = c};
+  struct cert_candidates candidates = {.pairs = {&pair}, .count = 1};
+  struct cert_choice choice;
+  enum certselect_failure why;
+  CHECK(certselect_choose(&kAsksEcdsa13, TLS1_3_VERSION, &candidates, signer_not_after - 10,
+                          &choice, &why));
+  CHECK(choice.staple != NULL);
+  CHECK(certselect_choose(&kAsksEcdsa13, TLS1_3_VERSION, &candidates, signer_not_after + 1,
+                          &choice, &why));
+  CHECK(choice.cert == c && choice.staple == NULL);
+  c->policy = OCSP_POLICY_STRICT; /* an expired staple, as far as the policy goes */
+  CHECK(!certselect_choose(&kAsksEcdsa13, TLS1_3_VERSION, &candidates, signer_not_after + 1,
+                           &choice, &why));
+  free(der);
+  X509_free(signer);
+  cert_free(c);
+}
+
+/* "unknown" verifies, but some browsers fail hard on it: never made the staple. */
+static void test_unknown_answer_is_not_made_the_staple(void) {
+  struct cert *c = cert_of(V "unknown.pem", V "ca.pem");
+  size_t len;
+  unsigned char *der = testing_read(V "unknown.der", &len);
+  struct ocsp_result r;
+  CHECK(cert_set_staple_der(c, der, len, own_time(der, len), &r) != OCSP_OK);
+  CHECK(cert_staple(c) == NULL);
+  free(der);
+  cert_free(c);
+}
+
+/* 100 Continue and 103 Early Hints come before the real answer (RFC 9110 15.2). */
+static void test_interim_responses_skipped(void) {
+  char error[200];
+  size_t body;
+  const char *cont = "HTTP/1.1 100 Continue\r\n\r\n"
+                     "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nDER!";
+  CHECK_EQ_INT(answer(cont, strlen(cont), false, false, error, &body), OCSP_ANSWER_DONE);
+  CHECK_EQ_INT(body, 4);
+  CHECK_EQ_INT(answer(cont, strlen(cont), false, true, error, &body), OCSP_ANSWER_DONE);
+  CHECK_EQ_INT(body, 4);
+  const char *hints = "HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+                      "HTTP/1.1 100 Continue\r\n\r\n"
+                      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
+  CHECK_EQ_INT(answer(hints, strlen(hints), false, false, error, &body), OCSP_ANSWER_DONE);
+  CHECK_EQ_INT(body, 3);
+  const char *only = "HTTP/1.1 100 Continue\r\n\r\n";
+  CHECK_EQ_INT(answer(only, strlen(only), true, false, error, &body), OCSP_ANSWER_FAILED);
+  CHECK_CONTAINS(error, "before a complete answer");
+  const char *switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n";
+  CHECK_EQ_INT(answer(switching, strlen(switching), true, false, error, &body),
+               OCSP_ANSWER_FAILED);
+}
+
+/* Containers sharing a cache volume all run stapler as PID 1: a temporary file named after
+ * the PID would be another instance's half-written file. */
+static void test_cache_temporary_file_is_private(void) {
+  char dir[] = "/tmp/stapler-cache-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char err[256], other[600];
+  struct cert c = {.label = "c"};
+  memset(c.fingerprint, 0xcd, sizeof c.fingerprint);
+  char *path = ocsp_cache_path(dir, &c);
+  snprintf(other, sizeof other, "%s.%ld.tmp", path, (long)getpid());
+  FILE *f = fopen(other, "w");
+  CHECK(f != NULL);
+  fputs("another instance, mid-write", f);
+  fclose(f);
+  CHECK(ocsp_cache_store(dir, &c, (const uint8_t *)"mine", 4, err, sizeof err));
+  uint8_t *data = NULL;
+  size_t len = 0;
+  CHECK(!read_file(other, &data, &len, 1024));
+  CHECK(len == 27 && !memcmp(data, "another instance, mid-write", 27));
+  free(data);
+  data = NULL;
+  CHECK(ocsp_cache_load(dir, &c, &data, &len));
+  CHECK(len == 4 && !memcmp(data, "mine", 4));
+  free(data);
+  free(path);
+  snprintf(err, sizeof err, "rm -rf %s", dir);
+  CHECK(system(err) == 0);
+}
+
+/* The responder sent the staple in use again: half-way to its end, not at once. */
+static void test_schedule_after_the_same_answer(void) {
+  const time_t t0 = 1000000, hour = 3600;
+  struct ocsp_schedule_in in = {.have_staple = true, .this_update = t0,
+                                .next_update = t0 + 24 * hour, .unchanged = true};
+  time_t now = t0 + 14 * hour;
+  for (uint32_t rnd = 0; rnd < 2000; rnd += 37) {
+    time_t at = ocsp_schedule_next(&in, now, rnd);
+    CHECK(at >= now + 5 * hour - 30 * 60 && at <= now + 5 * hour + 30 * 60);
+  }
+  CHECK_EQ_INT(ocsp_schedule_next(&in, t0 + 24 * hour - 8, 7), t0 + 24 * hour - 8 + 10);
+  in.unchanged = false; /* a new answer: half-way through its own span, long past here */
+  time_t at = ocsp_schedule_next(&in, now, 99);
+  CHECK(at >= now && at <= now + 5);
+}
+
+static void test_content_type_is_read(void) {
+  char error[200];
+  struct ocsp_answer a;
+  ocsp_answer_init(&a);
+  const char *text = "HTTP/1.1 103 Early Hints\r\nContent-Type: text/plain\r\n\r\n"
+                     "HTTP/1.1 200 OK\r\ncontent-TYPE: Application/OCSP-Response; q=1\r\n"
+                     "Content-Length: 1\r\n\r\nx";
+  for (size_t i = 0; text[i]; i++) /* a byte at a time: names and values arrive in pieces */
+    if (ocsp_answer_feed(&a, (const uint8_t *)text + i, 1, error, sizeof error) !=
+        OCSP_ANSWER_MORE)
+      break;
+  CHECK(a.complete);
+  CHECK_STR(a.content_type, "Application/OCSP-Response; q=1");
+  CHECK(ocsp_media_type_is(a.content_type, "application/ocsp-response"));
+  ocsp_answer_free(&a);
+  ocsp_answer_init(&a);
+  const char *none = "HTTP/1.1 100 Continue\r\nContent-Type: text/plain\r\n\r\n"
+                     "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx";
+  CHECK_EQ_INT(ocsp_answer_feed(&a, (const uint8_t *)none, strlen(none), error, sizeof error),
+               OCSP_ANSWER_DONE);
+  CHECK_STR(a.content_type, "");
+  ocsp_answer_free(&a);
+  CHECK(ocsp_media_type_is(" application/ocsp-response ", "application/ocsp-response"));
+  CHECK(!ocsp_media_type_is("application/ocsp-responses", "application/ocsp-response"));
+  CHECK(!ocsp_media_type_is("application/octet-stream", "application/ocsp-response"));
+  CHECK(!ocsp_media_type_is("", "application/ocsp-response"));
+}
+
+static unsigned char *der_of(X509 *x, size_t *len) {
+  uint8_t *der = NULL;
+  int n = i2d_X509(x, &der);
+  *len = n > 0 ? (size_t)n : 0;
+  unsigned char *copy = malloc(*len);
+  memcpy(copy, der, *len);
+  OPENSSL_free(der);
+  return copy;
+}
+
+static void test_issuer_from_answers(void) {
+  X509 *leaf = pem("ocsp/crafted/leaf.pem"), *ca = pem("ocsp/crafted/ca.pem");
+  X509 *stranger = pem("ocsp/crafted/stranger.pem");
+  char err[256];
+  enum issuer_format format;
+  size_t len;
+  unsigned char *der = testing_read("ocsp/crafted/ca.der", &len);
+  X509 *got = issuer_from_answer(der, len, leaf, &format, err, sizeof err);
+  CHECK(got && X509_cmp(got, ca) == 0);
+  CHECK_EQ_INT(format, ISSUER_FORMAT_DER);
+  X509_free(got);
+  CHECK(issuer_from_answer(der, len - 1, leaf, &format, err, sizeof err) == NULL);
+  CHECK_CONTAINS(err, "neither a DER certificate nor a PKCS#7");
+  free(der);
+  /* The bundle holds the stranger first: the signer is searched for. */
+  der = testing_read("ocsp/crafted/ca.p7c", &len);
+  got = issuer_from_answer(der, len, leaf, &format, err, sizeof err);
+  CHECK(got && X509_cmp(got, ca) == 0);
+  CHECK_EQ_INT(format, ISSUER_FORMAT_PKCS7);
+  X509_free(got);
+  CHECK(issuer_from_answer(der, len - 3, leaf, &format, err, sizeof err) == NULL);
+  CHECK_CONTAINS(err, "PKCS#7 bundle is malformed");
+  free(der);
+  der = der_of(stranger, &len);
+  CHECK(issuer_from_answer(der, len, leaf, &format, err, sizeof err) == NULL);
+  CHECK_STR(err, "/CN=Crafted stranger CA did not sign this certificate");
+  free(der);
+  CHECK(issuer_from_answer((const uint8_t *)"<html>", 6, leaf, &format, err, sizeof err) == NULL);
+  X509_free(leaf);
+  X509_free(ca);
+  X509_free(stranger);
+}
+
+static void test_cache_keeps_the_issuer_beside_the_staple(void) {
+  char dir[] = "/tmp/stapler-cache-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char err[256];
+  struct cert c = {.label = "c"};
+  memset(c.fingerprint, 0x5a, sizeof c.fingerprint);
+  CHECK(ocsp_cache_store(dir, &c, (const uint8_t *)"staple", 6, err, sizeof err));
+  CHECK(ocsp_cache_store_issuer(dir, &c, (const uint8_t *)"issuer", 6, err, sizeof err));
+  uint8_t *data;
+  size_t len;
+  CHECK(ocsp_cache_load_issuer(dir, &c, &data, &len));
+  CHECK(len == 6 && !memcmp(data, "issuer", 6));
+  free(data);
+  char *path = ocsp_cache_issuer_path(dir, &c);
+  CHECK_CONTAINS(path, "/5a5a5a5a");
+  CHECK(strlen(path) > 7 && !strcmp(path + strlen(path) - 7, ".issuer"));
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0640);
+  free(path);
+  snprintf(err, sizeof err, "rm -rf %s", dir);
+  CHECK(system(err) == 0);
+}
+
 TEST_MAIN({
   RUN(test_responder_answers);
   RUN(test_request_matches_openssl);
@@ -385,4 +609,12 @@ TEST_MAIN({
   RUN(test_policy_fallback);
   RUN(test_cache_roundtrip);
   RUN(test_url_parse);
+  RUN(test_staple_ends_with_its_delegated_signer);
+  RUN(test_unknown_answer_is_not_made_the_staple);
+  RUN(test_interim_responses_skipped);
+  RUN(test_cache_temporary_file_is_private);
+  RUN(test_schedule_after_the_same_answer);
+  RUN(test_content_type_is_read);
+  RUN(test_issuer_from_answers);
+  RUN(test_cache_keeps_the_issuer_beside_the_staple);
 })
