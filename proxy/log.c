@@ -12,12 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RING_SIZE (4 * 1024 * 1024)
+/* Each thread that logs gets its own ring of this size, allocated at its first line. */
+#define RING_SIZE (512 * 1024)
 #define LINE_MAX_BYTES 4096
 /* What every line keeps free for its end: "}" in JSON and "\n". */
 #define LINE_END_ROOM 2
-/* The writer wakes when this much is queued, or after FLUSH_MS: a line costs no system call of
- * its own, and reaches stderr within a tenth of a second. */
+/* The writer wakes when a ring holds this much, or after FLUSH_MS: a line costs no system call
+ * and no lock of its own, and reaches stderr within a tenth of a second. */
 #define WAKE_BYTES (64 * 1024)
 #define FLUSH_MS 100
 
@@ -26,19 +27,37 @@ static _Atomic int current_format = LOG_FORMAT_TEXT;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static log_sink_fn *sink; /* tests only: see log_set_sink() */
 
-/* The ring: bytes [head, head + used) modulo RING_SIZE wait to be written. */
+/* One thread's lines waiting for the writer: a single-producer single-consumer ring, so a line
+ * takes no lock. Bytes [head, tail) (free-running counters, taken modulo RING_SIZE) are queued;
+ * only the owning thread moves `tail`, only the writer moves `head`. Rings are never freed while
+ * the process runs: a thread that exits gives its ring back (`owned`) for the next one. */
+struct log_ring {
+  _Atomic size_t head, tail;
+  atomic_bool owned;
+  struct log_ring *_Atomic next; /* the list the writer walks; rings are only ever prepended */
+  char data[RING_SIZE];
+};
+
+static struct log_ring *_Atomic rings;
+static _Thread_local struct log_ring *my_ring;
+static pthread_key_t ring_key; /* its destructor gives the ring back when the thread exits */
+static pthread_once_t ring_key_once = PTHREAD_ONCE_INIT;
+
+/* The writer thread and its state. The mutex guards only these fields and the wake-up: a
+ * producer takes it when it wants the writer awake, not for each line. */
 static struct {
   pthread_mutex_t lock;
   pthread_cond_t wake;     /* the writer waits on it for lines */
   pthread_cond_t finished; /* log_async_stop waits on it for the writer */
   pthread_t writer;
-  bool running, stopping, writer_done;
-  bool stuck; /* the writer was given up on: a direct write would block as well */
-  char data[RING_SIZE];
-  size_t head, used;
-} ring = {.lock = PTHREAD_MUTEX_INITIALIZER,
-          .wake = PTHREAD_COND_INITIALIZER,
-          .finished = PTHREAD_COND_INITIALIZER};
+  bool stopping, writer_done;
+} writer = {.lock = PTHREAD_MUTEX_INITIALIZER,
+            .wake = PTHREAD_COND_INITIALIZER,
+            .finished = PTHREAD_COND_INITIALIZER};
+/* Lines go to rings while this is set (log_async_start .. log_async_stop), else straight out. */
+static atomic_bool async_running;
+/* The writer was given up on: a direct write would block as well, so lines are dropped. */
+static atomic_bool stderr_stuck;
 static _Atomic uint64_t dropped;
 
 void log_configure(enum log_level level, enum log_format format) {
@@ -73,115 +92,174 @@ static struct timespec realtime_in(uint64_t ms) {
   return t;
 }
 
-static void wait_for_lines(void) {
-  struct timespec until = realtime_in(FLUSH_MS);
-  pthread_cond_timedwait(&ring.wake, &ring.lock, &until);
+/* ---- the rings -------------------------------------------------------------------------------*/
+
+static void give_back_ring(void *ring) {
+  atomic_store_explicit(&((struct log_ring *)ring)->owned, false, memory_order_release);
 }
 
-static void *writer_main(void *arg) {
-  /* Cancellable only inside write(), where it holds no lock: log_async_stop cancels a writer
-   * that stays stuck there. */
-  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-  pthread_mutex_lock(&ring.lock);
-  for (;;) {
-    while (ring.used == 0 && !ring.stopping) wait_for_lines();
-    if (ring.used == 0) break; /* stopping, and everything written */
-    /* Lines are only ever added outside [head, head + used): this part can be written without
-     * the lock, straight from the ring. */
-    const char *p = ring.data + ring.head;
-    size_t n = MIN(ring.used, RING_SIZE - ring.head);
-    pthread_mutex_unlock(&ring.lock);
-    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-    ssize_t w = write(STDERR_FILENO, p, n);
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    if (w < 0 && errno == EINTR)
-      w = 0; /* again */
-    else if (w <= 0)
-      w = (ssize_t)n; /* stderr is gone: nothing sensible to do with these bytes */
-    pthread_mutex_lock(&ring.lock);
-    ring.head = (ring.head + (size_t)w) % RING_SIZE;
-    ring.used -= (size_t)w;
+static void make_ring_key(void) { pthread_key_create(&ring_key, give_back_ring); }
+
+/* The calling thread's ring: one given back by a thread that exited, or a new one. */
+static struct log_ring *thread_ring(void) {
+  if (my_ring) return my_ring;
+  pthread_once(&ring_key_once, make_ring_key);
+  struct log_ring *r;
+  for (r = atomic_load(&rings); r; r = atomic_load(&r->next)) {
+    bool free_ring = false;
+    if (atomic_compare_exchange_strong(&r->owned, &free_ring, true)) break;
   }
-  ring.writer_done = true;
-  pthread_cond_signal(&ring.finished);
-  pthread_mutex_unlock(&ring.lock);
-  return NULL;
+  if (!r) {
+    r = xmalloc(sizeof *r);
+    atomic_init(&r->head, 0);
+    atomic_init(&r->tail, 0);
+    atomic_init(&r->owned, true);
+    struct log_ring *first = atomic_load(&rings);
+    do atomic_store_explicit(&r->next, first, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak(&rings, &first, r));
+  }
+  pthread_setspecific(ring_key, r);
+  return my_ring = r;
+}
+
+static size_t ring_used(struct log_ring *r) {
+  return atomic_load_explicit(&r->tail, memory_order_acquire) -
+         atomic_load_explicit(&r->head, memory_order_acquire);
+}
+
+/* Producer side. Returns false when the ring has no room for the line. */
+static bool ring_put(struct log_ring *r, const char *line, size_t len, bool *crossed) {
+  size_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+  size_t used = tail - atomic_load_explicit(&r->head, memory_order_acquire);
+  if (RING_SIZE - used < len) return false;
+  size_t at = tail % RING_SIZE;
+  size_t first = MIN(RING_SIZE - at, len);
+  memcpy(r->data + at, line, first);
+  memcpy(r->data, line + first, len - first);
+  atomic_store_explicit(&r->tail, tail + len, memory_order_release);
+  *crossed = used < WAKE_BYTES && used + len >= WAKE_BYTES;
+  return true;
+}
+
+/* Consumer side: writes what `r` holds. Cancellable only inside write(), where it holds no lock:
+ * log_async_stop cancels a writer stuck there. */
+static void ring_drain(struct log_ring *r) {
+  size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+  size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+  while (head != tail) {
+    size_t at = head % RING_SIZE;
+    size_t n = MIN(tail - head, RING_SIZE - at);
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    ssize_t w = write(STDERR_FILENO, r->data + at, n);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) w = (ssize_t)n; /* stderr is gone: nothing sensible to do with these bytes */
+    head += (size_t)w;
+    atomic_store_explicit(&r->head, head, memory_order_release);
+  }
+}
+
+static bool rings_empty(void) {
+  for (struct log_ring *r = atomic_load(&rings); r; r = atomic_load(&r->next))
+    if (ring_used(r)) return false;
+  return true;
+}
+
+/* ---- the writer thread -----------------------------------------------------------------------*/
+
+static void *writer_main(void *arg) {
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+  for (;;) {
+    for (struct log_ring *r = atomic_load(&rings); r; r = atomic_load(&r->next)) ring_drain(r);
+    pthread_mutex_lock(&writer.lock);
+    /* Checked under the lock a producer signals under: a line queued after the check comes with
+     * a signal this wait receives. */
+    bool empty = rings_empty();
+    if (empty && writer.stopping) {
+      writer.writer_done = true;
+      pthread_cond_signal(&writer.finished);
+      pthread_mutex_unlock(&writer.lock);
+      return NULL;
+    }
+    if (empty) {
+      struct timespec until = realtime_in(FLUSH_MS);
+      pthread_cond_timedwait(&writer.wake, &writer.lock, &until);
+    }
+    pthread_mutex_unlock(&writer.lock);
+  }
+}
+
+static void wake_writer(void) {
+  pthread_mutex_lock(&writer.lock);
+  pthread_cond_signal(&writer.wake);
+  pthread_mutex_unlock(&writer.lock);
 }
 
 void log_async_start(void) {
-  pthread_mutex_lock(&ring.lock);
-  if (!ring.running && !ring.stuck) {
-    ring.stopping = ring.writer_done = false;
-    ring.running = pthread_create(&ring.writer, NULL, writer_main, NULL) == 0;
-  }
-  pthread_mutex_unlock(&ring.lock);
+  if (atomic_load(&async_running) || atomic_load(&stderr_stuck)) return;
+  writer.stopping = writer.writer_done = false;
+  if (pthread_create(&writer.writer, NULL, writer_main, NULL) == 0)
+    atomic_store(&async_running, true);
 }
 
-/* Lines queued in the ring (a partly written one counts). */
-static uint64_t queued_lines(void) {
+/* Lines queued in the rings (a partly written one counts), once no thread moves them. */
+static uint64_t drop_queued_lines(void) {
   uint64_t lines = 0;
-  for (size_t i = 0; i < ring.used; i++) lines += ring.data[(ring.head + i) % RING_SIZE] == '\n';
+  for (struct log_ring *r = atomic_load(&rings); r; r = atomic_load(&r->next)) {
+    size_t head = atomic_load(&r->head), tail = atomic_load(&r->tail);
+    for (size_t i = head; i != tail; i++) lines += r->data[i % RING_SIZE] == '\n';
+    atomic_store(&r->head, tail);
+  }
   return lines;
 }
 
 void log_async_stop(uint64_t timeout_ms) {
-  pthread_mutex_lock(&ring.lock);
-  if (!ring.running) {
-    pthread_mutex_unlock(&ring.lock);
-    return;
-  }
-  ring.stopping = true;
-  pthread_cond_signal(&ring.wake);
+  if (!atomic_load(&async_running)) return;
+  pthread_mutex_lock(&writer.lock);
+  writer.stopping = true;
+  pthread_cond_signal(&writer.wake);
   struct timespec until = realtime_in(timeout_ms);
-  while (!ring.writer_done)
-    if (pthread_cond_timedwait(&ring.finished, &ring.lock, &until) == ETIMEDOUT) break;
-  bool late = !ring.writer_done;
-  pthread_mutex_unlock(&ring.lock);
-  if (late) pthread_cancel(ring.writer);
-  pthread_join(ring.writer, NULL);
-  pthread_mutex_lock(&ring.lock);
-  if (!ring.writer_done) { /* cancelled in a write that did not return */
-    atomic_fetch_add(&dropped, queued_lines());
-    ring.used = 0;
-    ring.stuck = true;
+  while (!writer.writer_done)
+    if (pthread_cond_timedwait(&writer.finished, &writer.lock, &until) == ETIMEDOUT) break;
+  bool late = !writer.writer_done;
+  pthread_mutex_unlock(&writer.lock);
+  if (late) pthread_cancel(writer.writer);
+  pthread_join(writer.writer, NULL);
+  /* Lines logged from here on are written directly (or dropped, when stderr is stuck). The
+   * threads that log have stopped by now (see log.h); one whose line came after the writer's
+   * last look has it written here. */
+  atomic_store(&async_running, false);
+  if (late) { /* cancelled in a write that did not return */
+    atomic_store(&stderr_stuck, true);
+    atomic_fetch_add(&dropped, drop_queued_lines());
+  } else {
+    for (struct log_ring *r = atomic_load(&rings); r; r = atomic_load(&r->next)) ring_drain(r);
   }
-  ring.running = false;
-  pthread_mutex_unlock(&ring.lock);
   uint64_t lost = log_dropped();
   if (lost) log_msg(LOG_WARN, "%llu log line(s) were dropped: stderr could not keep up",
                     (unsigned long long)lost);
 }
 
-/* Queues a line, or writes it at once when no writer thread runs. Warnings and errors wake the
- * writer at once; other lines wait for the batch. */
+/* Queues a line in the calling thread's ring, or writes it at once when no writer thread runs.
+ * Warnings and errors wake the writer at once; other lines wait for the batch. */
 static void emit(const char *line, size_t len, enum log_level level) {
   if (sink) {
     sink(line, len);
     return;
   }
-  pthread_mutex_lock(&ring.lock);
-  if (!ring.running || ring.writer_done) {
-    bool stuck = ring.stuck;
-    pthread_mutex_unlock(&ring.lock);
-    if (stuck)
+  if (!atomic_load_explicit(&async_running, memory_order_acquire)) {
+    if (atomic_load(&stderr_stuck))
       atomic_fetch_add(&dropped, 1);
     else
       write_all(line, len);
     return;
   }
-  if (RING_SIZE - ring.used < len) {
-    pthread_mutex_unlock(&ring.lock);
+  bool crossed = false;
+  if (!ring_put(thread_ring(), line, len, &crossed)) {
     atomic_fetch_add(&dropped, 1);
     return;
   }
-  size_t tail = (ring.head + ring.used) % RING_SIZE;
-  size_t first = RING_SIZE - tail < len ? RING_SIZE - tail : len;
-  memcpy(ring.data + tail, line, first);
-  memcpy(ring.data, line + first, len - first);
-  bool crossed = ring.used < WAKE_BYTES && ring.used + len >= WAKE_BYTES;
-  ring.used += len;
-  if (crossed || level <= LOG_WARN) pthread_cond_signal(&ring.wake);
-  pthread_mutex_unlock(&ring.lock);
+  if (crossed || level <= LOG_WARN) wake_writer();
 }
 
 /* ---- escaping --------------------------------------------------------------------------------*/

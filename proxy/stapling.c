@@ -90,8 +90,9 @@ static void publish(struct stapling *s, struct cert *c, struct staple *staple) {
 /* ---- outcomes of a fetch -------------------------------------------------------------------*/
 
 /* Counts a failed attempt and plans the next; `wait` says in how long, for the log. */
-static void record_failure(struct stapling_job *job, const char *fmt, va_list ap, char *wait,
-                           size_t wait_cap) {
+__attribute__((format(printf, 2, 0))) static void record_failure(struct stapling_job *job,
+                                                                 const char *fmt, va_list ap,
+                                                                 char *wait, size_t wait_cap) {
   vsnprintf(job->last_error, sizeof job->last_error, fmt, ap);
   job->failures++;
   job->unchanged = false;

@@ -1,9 +1,11 @@
 /* Log lines to stderr (Docker collects them), as text or JSON.
  *
- * While the proxy runs, lines go through an in-memory ring that a writer thread drains, so a
- * slow or blocked stderr never stalls a worker: when the ring is full a line is dropped and
- * counted instead. Before log_async_start() and after log_async_stop(), lines are written
- * directly (start-up messages, command-line tools).
+ * While the proxy runs, each thread queues its lines in a ring of its own that a writer thread
+ * drains, so a slow or blocked stderr never stalls a worker and a line takes no lock shared
+ * with other threads: when a thread's ring is full its line is dropped and counted instead.
+ * Lines of one thread keep their order; lines of different threads may reach stderr out of
+ * their timestamps' order by up to a tenth of a second. Before log_async_start() and after
+ * log_async_stop(), lines are written directly (start-up messages, command-line tools).
  *
  * Every line is one line whatever it holds: control bytes and bytes that are not UTF-8 are
  * written as the text \xNN, and JSON lines are always valid JSON in UTF-8. Bytes a client chose
@@ -66,7 +68,7 @@ struct strlist;
 void log_strlist(enum log_level level, const char *prefix, const struct strlist *list);
 
 void log_async_start(void);
-/* Writes out what is queued and stops the writer thread. A writer still stuck in a write after
+/* Call once the other threads that log have stopped. Writes out what is queued and stops the writer thread. A writer still stuck in a write after
  * `timeout_ms` (stderr is a pipe nobody reads) is given up on: the lines it has not written are
  * dropped and counted, and so is every later line. */
 void log_async_stop(uint64_t timeout_ms);
