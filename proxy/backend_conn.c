@@ -178,7 +178,9 @@ void backend_conn_set_idle(struct backend_conn *bc, bool idle) {
   bc->state = idle ? BACKEND_CONN_IDLE : BACKEND_CONN_OPEN;
   bc->events = NULL;
   bc->owner = NULL;
-  bc->want_read = false;
+  /* An idle connection reads (to see the backend close it); the exchange that takes it wants
+   * the response next, so reading stays on: stopping and restarting costs two epoll_ctl. */
+  bc->want_read = true;
   update_reading(bc);
 }
 

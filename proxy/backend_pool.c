@@ -59,9 +59,14 @@ static bool same_address(const struct backend_conn *bc, const struct sockaddr *a
   return memcmp(&bc->addr, addr, len) == 0;
 }
 
-/* Whether the socket is quiet: no bytes and no FIN waiting. Bytes that arrived after the
- * last response (a second response, a body after a 204) or a close the loop has not seen yet
- * would otherwise be read as the answer to the next request, possibly another client's. */
+/* Whether the socket is quiet: no bytes and no FIN waiting. An idle connection is read, so
+ * bytes the backend sent after its last response (a second response, a body after a 204) and
+ * its close are seen by the loop and close it; what this catches is the close the loop has
+ * not handled yet. That happens when a backend ends connections it kept idle for a while (its
+ * keep-alive timeout, a restart), so only connections idle for PEEK_AFTER_MS are probed: one
+ * syscall per request otherwise, and a close that arrives after the probe is met by the retry
+ * of idempotent requests anyway (exchange.c). */
+#define PEEK_AFTER_MS 200
 static bool quiet(struct backend_conn *bc) {
   uv_os_fd_t fd;
   if (uv_fileno((uv_handle_t *)&bc->handle, &fd) != 0) return false;
@@ -77,7 +82,7 @@ struct backend_conn *backend_pool_take(struct backend_pool *p, const struct sock
     next = bc->pool_next;
     if (bc->private_to != private_to || !same_address(bc, addr, unix_path)) continue;
     if (now - bc->idle_since >= p->keepalive_ms) continue; /* the sweep closes it */
-    if (!quiet(bc)) {
+    if (now - bc->idle_since >= PEEK_AFTER_MS && !quiet(bc)) {
       backend_conn_close(bc); /* removes it from the pool */
       continue;
     }

@@ -26,6 +26,8 @@
 
 static void pump(struct session *s);
 static void update_reading(struct session *s);
+static void unqueue_flush(struct session *s);
+static bool encrypt_stage(struct session *s);
 
 /* ---- ending ----------------------------------------------------------------------------------*/
 
@@ -39,7 +41,9 @@ static void free_session(struct session *s) {
   if (s->codec) s->codec->ops->free(s->codec); /* may log, so while the TLS session exists */
   backend_pool_close_private(&w->backend_pool, s);
   tls_session_free(&s->tls);
+  if (s->flush_queued) unqueue_flush(s);
   if (s->plain) buf_put(s->plain);
+  if (s->stage) buf_put(s->stage);
   if (s->proxy_header) buf_put(s->proxy_header);
   generation_unref(s->gen);
   free(s);
@@ -59,7 +63,11 @@ void session_close(struct session *s, const char *why) {
   uv_close((uv_handle_t *)&s->timer, on_handle_closed);
 }
 
-static bool output_empty(const struct session *s) { return s->inflight == 0 && s->tls.out.len == 0; }
+static size_t output_pending(const struct session *s) {
+  return s->inflight + s->tls.out.len + (s->stage ? s->stage->len : 0);
+}
+
+static bool output_empty(const struct session *s) { return output_pending(s) == 0; }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {}
 
@@ -87,31 +95,52 @@ void session_finish(struct session *s, const char *why) {
   log_debug("%s:%u: finishing: %s", s->client_ip, s->client_port, why);
   s->linger_allowed = s->state == SESSION_OPEN;
   if (s->state == SESSION_OPEN && !s->write_shut) {
-    SSL_shutdown(s->tls.ssl); /* queues close_notify */
+    if (!encrypt_stage(s)) return; /* the last bytes go before close_notify */
+    SSL_shutdown(s->tls.ssl);      /* queues close_notify */
     ERR_clear_error();
   }
   s->state = SESSION_FINISHING;
-  session_flush(s);
   update_reading(s);
-  if (s->state == SESSION_FINISHING && output_empty(s)) finished_sending(s);
+  session_flush(s); /* finished_sending() follows once everything is out */
 }
 
 void session_shutdown_write(struct session *s) {
   if (s->state != SESSION_OPEN || s->write_shut) return;
+  if (!encrypt_stage(s)) return;
   s->write_shut = true;
   SSL_shutdown(s->tls.ssl);
   ERR_clear_error();
-  session_flush(s);
-  if (output_empty(s) && !s->fin_sent) {
-    s->fin_sent = true;
-    uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->client, on_shutdown);
-  }
+  session_flush(s); /* the FIN follows once everything is out */
 }
 
 /* ---- sending -------------------------------------------------------------------------------*/
 
-bool session_congested(const struct session *s) {
-  return s->inflight + s->tls.out.len > SESSION_HIGH_WATER;
+/* The most plaintext one TLS record carries. */
+#define RECORD_PLAINTEXT 16384
+/* Output beyond this is written at once rather than at the end of the loop pass. */
+#define FLUSH_AT_ONCE (64 * 1024)
+
+bool session_congested(struct session *s) {
+  if (output_pending(s) <= SESSION_HIGH_WATER) return false;
+  s->congested = true;
+  return true;
+}
+
+/* What follows a write: the end of a finishing session, the FIN of a write-shut one, and
+ * client_writable for a codec that was told the client is slow. */
+static void after_output(struct session *s) {
+  if (s->state == SESSION_FINISHING) {
+    if (output_empty(s) && !s->lingering) finished_sending(s);
+    return;
+  }
+  if (s->write_shut && output_empty(s) && !s->fin_sent) {
+    s->fin_sent = true;
+    uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->client, on_shutdown);
+  }
+  if (s->state == SESSION_OPEN && s->congested && output_pending(s) < SESSION_LOW_WATER) {
+    s->congested = false;
+    s->codec->ops->client_writable(s->codec);
+  }
 }
 
 static void on_written(void *owner, size_t bytes, int status) {
@@ -122,20 +151,23 @@ static void on_written(void *owner, size_t bytes, int status) {
     session_close(s, "client write failed");
     return;
   }
-  if (s->state == SESSION_FINISHING && output_empty(s)) {
-    if (!s->lingering) finished_sending(s);
-    return;
-  }
-  if (s->write_shut && output_empty(s) && !s->fin_sent) {
-    s->fin_sent = true;
-    uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->client, on_shutdown);
-  }
-  if (s->state == SESSION_OPEN && s->inflight + s->tls.out.len < SESSION_LOW_WATER)
-    s->codec->ops->client_writable(s->codec);
+  after_output(s);
 }
 
-void session_flush(struct session *s) {
-  if (s->state == SESSION_CLOSED || s->tls.out.len == 0) return;
+/* Encrypts the staged plaintext into one record. False when the session had to close. */
+static bool encrypt_stage(struct session *s) {
+  struct buf *b = s->stage;
+  if (!b) return true;
+  s->stage = NULL;
+  bool ok = tls_write(&s->tls, b->data, b->len);
+  buf_put(b);
+  if (!ok) session_close(s, "TLS write failed");
+  return ok;
+}
+
+/* Hands the ciphertext to the socket; what it does not take now is written by libuv. */
+static void write_out(struct session *s) {
+  if (s->state == SESSION_CLOSED || !encrypt_stage(s) || s->tls.out.len == 0) return;
   size_t n = s->tls.out.len;
   stat_add(&s->worker->stats, STAT_BYTES_TO_CLIENT, n);
   s->inflight += n;
@@ -143,9 +175,58 @@ void session_flush(struct session *s) {
                            on_written, s);
 }
 
+static void unqueue_flush(struct session *s) {
+  struct worker *w = s->worker;
+  if (s->flush_prev)
+    s->flush_prev->flush_next = s->flush_next;
+  else
+    w->flush_queue = s->flush_next;
+  if (s->flush_next) s->flush_next->flush_prev = s->flush_prev;
+  s->flush_prev = s->flush_next = NULL;
+  s->flush_queued = false;
+}
+
+void session_flush(struct session *s) {
+  if (s->state == SESSION_CLOSED) return;
+  if (s->tls.out.len + (s->stage ? s->stage->len : 0) >= FLUSH_AT_ONCE) {
+    write_out(s); /* bulk: no point holding it (after_output waits for the queued pass) */
+  }
+  if (s->flush_queued) return;
+  struct worker *w = s->worker;
+  s->flush_queued = true;
+  s->flush_prev = NULL;
+  s->flush_next = w->flush_queue;
+  if (w->flush_queue) w->flush_queue->flush_prev = s;
+  w->flush_queue = s;
+}
+
+void session_flush_queued(struct worker *w) {
+  /* A codec told it may write again (after_output) can queue itself anew: run to empty. */
+  while (w->flush_queue) {
+    struct session *s = w->flush_queue;
+    unqueue_flush(s);
+    if (s->state == SESSION_CLOSED) continue;
+    write_out(s);
+    if (s->state != SESSION_CLOSED) after_output(s);
+  }
+}
+
 void session_send(struct session *s, const uint8_t *data, size_t len) {
   if (s->state != SESSION_OPEN || s->write_shut || len == 0) return;
-  if (!tls_write(&s->tls, data, len)) session_close(s, "TLS write failed");
+  while (len > 0) {
+    if (!s->stage && len >= RECORD_PLAINTEXT) { /* full records: no copy into the stage */
+      if (!tls_write(&s->tls, data, len)) session_close(s, "TLS write failed");
+      return;
+    }
+    if (!s->stage) s->stage = buf_get(&s->worker->pool);
+    struct buf *b = s->stage;
+    size_t n = MIN(len, RECORD_PLAINTEXT - b->len);
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    data += n;
+    len -= n;
+    if (b->len == RECORD_PLAINTEXT && !encrypt_stage(s)) return;
+  }
 }
 
 void session_touch(struct session *s) { s->last_activity = uv_now(&s->worker->loop); }

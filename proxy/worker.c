@@ -22,6 +22,8 @@ static void finish_if_done(struct worker *w) {
   if (!w->draining || w->session_count > 0 || uv_is_closing((uv_handle_t *)&w->wakeup)) return;
   /* The last handles: uv_run returns once they are closed. */
   backend_pool_close(&w->backend_pool);
+  uv_close((uv_handle_t *)&w->flush_before_poll, NULL);
+  uv_close((uv_handle_t *)&w->flush_after_poll, NULL);
   uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
 
@@ -175,6 +177,9 @@ static void on_wakeup(uv_async_t *a) {
     drain(w);
 }
 
+static void flush_before_poll(uv_prepare_t *h) { session_flush_queued(h->data); }
+static void flush_after_poll(uv_check_t *h) { session_flush_queued(h->data); }
+
 void worker_init(struct worker *w, unsigned id, struct server *server, struct generation *gen,
                  const int *fds) {
   memset(w, 0, sizeof *w);
@@ -191,6 +196,14 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
   reset_backend_addr(w);
   uv_async_init(&w->loop, &w->wakeup, on_wakeup);
   w->wakeup.data = w;
+  uv_prepare_init(&w->loop, &w->flush_before_poll);
+  uv_check_init(&w->loop, &w->flush_after_poll);
+  w->flush_before_poll.data = w->flush_after_poll.data = w;
+  uv_prepare_start(&w->flush_before_poll, flush_before_poll);
+  uv_check_start(&w->flush_after_poll, flush_after_poll);
+  /* They run every pass but keep nothing alive: a drained worker ends when its sessions do. */
+  uv_unref((uv_handle_t *)&w->flush_before_poll);
+  uv_unref((uv_handle_t *)&w->flush_after_poll);
   atomic_init(&w->reading, 0);
   const struct config *cfg = gen->cfg;
   w->listener_count = cfg->listen_count;

@@ -50,6 +50,10 @@ struct session {
   struct tls_session tls;
   struct codec *codec;
   struct buf *plain;       /* decrypted client bytes the codec has not taken yet */
+  struct buf *stage;       /* plaintext to send, not yet encrypted (see session_send) */
+  struct session *flush_prev, *flush_next; /* the worker's flush queue */
+  bool flush_queued;
+  bool congested;          /* the codec was told the client is slow: tell it when not */
   struct buf *proxy_header; /* bytes of a PROXY header being read */
   size_t inflight;         /* ciphertext in libuv writes */
   bool reading;
@@ -79,14 +83,21 @@ void session_accept(struct worker *w, struct listener *l, int fd);
 void session_generation_changed(struct session *s);
 /* The worker is stopping: close what has not started, let the codec finish the rest. */
 void session_drain(struct session *s);
+/* Sends the output of every session that asked for it (the worker, once per loop phase). */
+void session_flush_queued(struct worker *w);
 
 /* ---- for codecs ----------------------------------------------------------------------------*/
 
-/* Encrypts `len` bytes for the client (sent at the next session_flush or pump). */
+/* Queues `len` bytes for the client. Small pieces are gathered into one TLS record; big
+ * ones are encrypted at once. */
 void session_send(struct session *s, const uint8_t *data, size_t len);
+/* Asks for what is queued to be sent. It goes out once the worker has run every callback of
+ * this loop pass, so that a response head and body, or many HTTP/2 frames, leave in one
+ * record and one write; at once when a lot is queued. */
 void session_flush(struct session *s);
-/* The client is slow: output above SESSION_HIGH_WATER. */
-bool session_congested(const struct session *s);
+/* The client is slow: output above SESSION_HIGH_WATER. The codec hears client_writable once
+ * it is below SESSION_LOW_WATER again. */
+bool session_congested(struct session *s);
 /* The codec can take input again: run the pump. Safe from inside the codec's own calls. */
 void session_resume(struct session *s);
 /* Ends our sending (close_notify, then FIN) while still reading the client (tunnels). */

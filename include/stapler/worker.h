@@ -54,6 +54,11 @@ struct worker {
    * by this worker, so no two threads ever write one cache line on the connection path. */
   _Atomic size_t open_sessions;
   struct backend_pool backend_pool;
+  /* Sessions with output to send, written once per loop pass (see session_flush): before
+   * polling for what timers and close callbacks produced, after it for what I/O produced. */
+  uv_prepare_t flush_before_poll;
+  uv_check_t flush_after_poll;
+  struct session *flush_queue;
   bool draining;
   void *free_write_reqs; /* recycled write requests (see sockwrite.c) */
   struct stats stats;
