@@ -1363,6 +1363,8 @@ def tables(med, proxies, fresh_n):
     for table, heading in TABLES:
         cols = [(k, t.format(fresh_n=fresh_n), d, kind)
                 for k, t, d, tb, kind in METRICS if tb == table]
+        if all(med[p.name][k] is None for p in proxies for k, _, _, _ in cols):
+            continue            # no phase of this table was run (--phases)
         head = "| proxy | " + " | ".join(t for _, t, _, _ in cols) + " |"
         out += [f"## {heading}", "", head, "|---|" + "---|" * len(cols)]
         for p in proxies:
