@@ -1,6 +1,7 @@
 #!/bin/sh
-# Side-by-side cost benchmark of stapler against hitch, HAProxy and nginx on loopback.
-#   tests/bench/run.sh [--quick] [bench.py options...]     (see tests/bench/README.md)
+# Side-by-side cost benchmark of stapler against nginx, HAProxy, hitch and h2o on loopback.
+#   tests/bench/run.sh [--quick] [--stapler-fast build-fast/stapler] [bench.py options...]
+# (see tests/bench/README.md)
 # As root, installs the Debian packages it needs when they are missing; then runs bench.py
 # with /usr/bin/python3 (Debian's, not a python3 earlier on PATH), pinned to CPU 1.
 set -eu
@@ -9,8 +10,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 # command -> Debian package
-need="hitch:hitch haproxy:haproxy nginx:nginx wrk:wrk openssl:openssl curl:curl
-taskset:util-linux /usr/bin/python3:python3"
+need="hitch:hitch haproxy:haproxy nginx:nginx h2o:h2o wrk:wrk h2load:nghttp2-client
+strace:strace openssl:openssl curl:curl taskset:util-linux /usr/bin/python3:python3"
 missing=""
 for pair in $need; do
     cmd=${pair%%:*}
@@ -27,6 +28,16 @@ if [ -n "$missing" ]; then
     echo "run.sh: installing$missing" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+    # Debian starts nginx, haproxy and h2o as system services on install (nginx and h2o on
+    # port 80): they take no part in the benchmark and would only add noise. Stop them.
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        for svc in nginx haproxy h2o hitch; do
+            if systemctl is-active --quiet "$svc" 2>/dev/null; then
+                echo "run.sh: stopping the $svc system service" >&2
+                systemctl stop "$svc" || true
+            fi
+        done
+    fi
 fi
 
 if [ ! -x "$repo/build/stapler" ]; then
