@@ -5,11 +5,21 @@
 
 #include "stapler/util.h"
 
+/* The owner's view of a count, and its update: one writer, so a relaxed load and store. */
+static size_t count_of(const _Atomic size_t *c) {
+  return atomic_load_explicit((_Atomic size_t *)c, memory_order_relaxed);
+}
+
+static void count_set(_Atomic size_t *c, size_t v) {
+  atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
 void bufpool_init(struct bufpool *pool, size_t max_free) {
   pool->free = NULL;
-  pool->free_count = 0;
+  atomic_init(&pool->free_count, 0);
+  atomic_init(&pool->in_use, 0);
   pool->max_free = max_free;
-  pool->in_use = 0;
+  pool->low_free = 0;
 }
 
 void bufpool_destroy(struct bufpool *pool) {
@@ -18,14 +28,34 @@ void bufpool_destroy(struct bufpool *pool) {
     pool->free = b->next;
     free(b);
   }
-  pool->free_count = 0;
+  count_set(&pool->free_count, 0);
 }
+
+size_t bufpool_trim(struct bufpool *pool, size_t keep) {
+  size_t free_count = count_of(&pool->free_count);
+  size_t idle = MIN(pool->low_free, free_count);
+  size_t n = idle > keep ? idle - keep : 0;
+  for (size_t i = 0; i < n; i++) {
+    struct buf *b = pool->free;
+    pool->free = b->next;
+    free(b);
+  }
+  count_set(&pool->free_count, free_count - n);
+  pool->low_free = free_count - n;
+  return n;
+}
+
+size_t bufpool_free_count(const struct bufpool *pool) { return count_of(&pool->free_count); }
+
+size_t bufpool_in_use(const struct bufpool *pool) { return count_of(&pool->in_use); }
 
 struct buf *buf_get(struct bufpool *pool) {
   struct buf *b = pool->free;
   if (b) {
+    size_t free_count = count_of(&pool->free_count) - 1;
     pool->free = b->next;
-    pool->free_count--;
+    count_set(&pool->free_count, free_count);
+    if (free_count < pool->low_free) pool->low_free = free_count;
   } else {
     b = xmalloc(sizeof *b);
     b->pool = pool;
@@ -33,20 +63,21 @@ struct buf *buf_get(struct bufpool *pool) {
   b->next = NULL;
   b->len = 0;
   b->off = 0;
-  pool->in_use++;
+  count_set(&pool->in_use, count_of(&pool->in_use) + 1);
   return b;
 }
 
 void buf_put(struct buf *b) {
   struct bufpool *pool = b->pool;
-  pool->in_use--;
-  if (pool->free_count >= pool->max_free) {
+  count_set(&pool->in_use, count_of(&pool->in_use) - 1);
+  size_t free_count = count_of(&pool->free_count);
+  if (free_count >= pool->max_free) {
     free(b);
     return;
   }
   b->next = pool->free;
   pool->free = b;
-  pool->free_count++;
+  count_set(&pool->free_count, free_count + 1);
 }
 
 void buf_put_chain(struct buf *b) {

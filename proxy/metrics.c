@@ -215,6 +215,15 @@ void metrics_render(const struct server *s, struct strbuf *b) {
   sample(b, "stapler_reloads_total", "result=\"failed\"", s->reloads_failed);
   family(b, "stapler_workers", "gauge", "Worker threads.");
   sample(b, "stapler_workers", NULL, s->worker_count);
+  size_t pool_free = 0, pool_used = 0;
+  for (unsigned i = 0; i < s->worker_count; i++) {
+    pool_free += bufpool_free_count(&s->workers[i].pool);
+    pool_used += bufpool_in_use(&s->workers[i].pool);
+  }
+  family(b, "stapler_buffer_pool_bytes", "gauge",
+         "I/O buffers held by the workers: in use, or free and kept for reuse.");
+  sample(b, "stapler_buffer_pool_bytes", "state=\"in_use\"", pool_used * BUF_SIZE);
+  sample(b, "stapler_buffer_pool_bytes", "state=\"free\"", pool_free * BUF_SIZE);
   family(b, "stapler_log_lines_dropped_total", "counter",
          "Log lines dropped because stderr could not keep up.");
   sample(b, "stapler_log_lines_dropped_total", NULL, log_dropped());

@@ -1,6 +1,9 @@
 #include "stapler/worker.h"
 
 #include <arpa/inet.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +18,14 @@
 #include "stapler/server.h"
 #include "stapler/util.h"
 
-/* Buffers kept for reuse per worker (32 KiB each). */
+/* Buffers kept for reuse per worker (32 KiB each): at most POOL_MAX_FREE, and those left
+ * unused for a whole POOL_TRIM_MS go back to the allocator, all but POOL_KEEP. A peak of
+ * traffic then costs memory only while it lasts. */
 #define POOL_MAX_FREE 512
+#define POOL_KEEP 16
+#define POOL_TRIM_MS 10000
+/* Freeing this many buffers at once is worth asking malloc to give the pages back. */
+#define POOL_TRIM_RELEASE 32
 
 static void finish_if_done(struct worker *w) {
   if (!w->draining || w->session_count > 0 || uv_is_closing((uv_handle_t *)&w->wakeup)) return;
@@ -24,6 +33,7 @@ static void finish_if_done(struct worker *w) {
   backend_pool_close(&w->backend_pool);
   uv_close((uv_handle_t *)&w->flush_before_poll, NULL);
   uv_close((uv_handle_t *)&w->flush_after_poll, NULL);
+  uv_close((uv_handle_t *)&w->pool_trim, NULL);
   uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
 
@@ -177,6 +187,16 @@ static void on_wakeup(uv_async_t *a) {
     drain(w);
 }
 
+static void trim_pool(uv_timer_t *t) {
+  struct worker *w = t->data;
+  if (bufpool_trim(&w->pool, POOL_KEEP) >= POOL_TRIM_RELEASE) {
+#ifdef __GLIBC__
+    /* Freed 32 KiB blocks sit between live ones; without this the pages stay resident. */
+    malloc_trim(0);
+#endif
+  }
+}
+
 static void flush_before_poll(uv_prepare_t *h) { session_flush_queued(h->data); }
 static void flush_after_poll(uv_check_t *h) { session_flush_queued(h->data); }
 
@@ -201,9 +221,13 @@ void worker_init(struct worker *w, unsigned id, struct server *server, struct ge
   w->flush_before_poll.data = w->flush_after_poll.data = w;
   uv_prepare_start(&w->flush_before_poll, flush_before_poll);
   uv_check_start(&w->flush_after_poll, flush_after_poll);
-  /* They run every pass but keep nothing alive: a drained worker ends when its sessions do. */
+  uv_timer_init(&w->loop, &w->pool_trim);
+  w->pool_trim.data = w;
+  uv_timer_start(&w->pool_trim, trim_pool, POOL_TRIM_MS, POOL_TRIM_MS);
+  /* They keep nothing alive: a drained worker ends when its sessions do. */
   uv_unref((uv_handle_t *)&w->flush_before_poll);
   uv_unref((uv_handle_t *)&w->flush_after_poll);
+  uv_unref((uv_handle_t *)&w->pool_trim);
   atomic_init(&w->reading, 0);
   const struct config *cfg = gen->cfg;
   w->listener_count = cfg->listen_count;

@@ -4,6 +4,7 @@
 #ifndef STAPLER_BUF_H
 #define STAPLER_BUF_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,15 +20,25 @@ struct buf {
   uint8_t data[BUF_SIZE];
 };
 
+/* Only the owning worker changes a pool. The two counts are atomics written with relaxed
+ * stores by that one thread, so /metrics can read them from another without a lock. */
 struct bufpool {
   struct buf *free;
-  size_t free_count;
-  size_t max_free;  /* beyond this, returned buffers are freed */
-  size_t in_use;    /* handed out and not yet returned, for metrics and leak checks */
+  _Atomic size_t free_count;
+  _Atomic size_t in_use; /* handed out and not yet returned, for metrics and leak checks */
+  size_t max_free;       /* beyond this, returned buffers are freed at once */
+  /* The fewest free buffers since the last bufpool_trim(): that many sat unused all along. */
+  size_t low_free;
 };
 
 void bufpool_init(struct bufpool *pool, size_t max_free);
 void bufpool_destroy(struct bufpool *pool);
+/* Frees the buffers that stayed unused since the last call (all but `keep` of them), so
+ * memory taken at a peak goes back once the peak is over. Returns how many were freed. */
+size_t bufpool_trim(struct bufpool *pool, size_t keep);
+/* Safe from any thread. */
+size_t bufpool_free_count(const struct bufpool *pool);
+size_t bufpool_in_use(const struct bufpool *pool);
 
 struct buf *buf_get(struct bufpool *pool);
 void buf_put(struct buf *b);

@@ -58,6 +58,7 @@ struct worker {
    * polling for what timers and close callbacks produced, after it for what I/O produced. */
   uv_prepare_t flush_before_poll;
   uv_check_t flush_after_poll;
+  uv_timer_t pool_trim; /* gives back buffers a past peak left in `pool` */
   struct session *flush_queue;
   bool draining;
   void *free_write_reqs; /* recycled write requests (see sockwrite.c) */

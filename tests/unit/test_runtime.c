@@ -1,5 +1,5 @@
 /* PROXY protocol encoding and parsing (against the specification's own examples), ticket key
- * files, and log field escaping. */
+ * files, log field escaping and threads, and the buffer pool's trimming. */
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "stapler/buf.h"
 #include "stapler/log.h"
 #include "stapler/proxy_protocol.h"
 #include "stapler/tickets.h"
@@ -330,6 +331,34 @@ static void test_log_threads_do_not_share_a_lock(void) {
   CHECK_EQ_INT((long long)(lines + dropped), 2LL * LOGGERS * LINES_EACH);
 }
 
+/* Buffers a peak left behind go back at the second trim after it, all but the `keep` asked
+ * for; buffers used in between are not taken. */
+static void test_buffer_pool_trim(void) {
+  struct bufpool pool;
+  bufpool_init(&pool, 512);
+  struct buf *held[100];
+  for (int i = 0; i < 100; i++) held[i] = buf_get(&pool);
+  CHECK_EQ_INT((long long)bufpool_in_use(&pool), 100);
+  for (int i = 0; i < 100; i++) buf_put(held[i]);
+  CHECK_EQ_INT((long long)bufpool_free_count(&pool), 100);
+  /* They were in use during this period: kept. */
+  CHECK_EQ_INT((long long)bufpool_trim(&pool, 4), 0);
+  /* Unused through the next one: all but 4 freed. */
+  CHECK_EQ_INT((long long)bufpool_trim(&pool, 4), 96);
+  CHECK_EQ_INT((long long)bufpool_free_count(&pool), 4);
+  /* A smaller peak: 10 taken (4 from the pool), returned; kept for a period, then trimmed. */
+  for (int i = 0; i < 10; i++) held[i] = buf_get(&pool);
+  for (int i = 0; i < 10; i++) buf_put(held[i]);
+  CHECK_EQ_INT((long long)bufpool_trim(&pool, 4), 0);
+  /* Steady use of 3 buffers keeps what it needs and the rest goes. */
+  for (int i = 0; i < 3; i++) held[i] = buf_get(&pool);
+  for (int i = 0; i < 3; i++) buf_put(held[i]);
+  CHECK_EQ_INT((long long)bufpool_trim(&pool, 4), 3);
+  CHECK_EQ_INT((long long)bufpool_free_count(&pool), 7);
+  CHECK_EQ_INT((long long)bufpool_in_use(&pool), 0);
+  bufpool_destroy(&pool);
+}
+
 TEST_MAIN({
   RUN(test_v1_write_spec_examples);
   RUN(test_v1_parse);
@@ -338,4 +367,5 @@ TEST_MAIN({
   RUN(test_log_escape);
   RUN(test_log_lines);
   RUN(test_log_threads_do_not_share_a_lock);
+  RUN(test_buffer_pool_trim);
 })
