@@ -7,7 +7,8 @@ import socket
 import subprocess
 import time
 
-from harness import StaplerCase, STAPLER, free_port, read_http_response, wait_until, yaml_config
+from harness import (SANITIZED, STAPLER, StaplerCase, free_port, read_http_response, wait_until,
+                     yaml_config)
 from test_runtime import http_get
 
 
@@ -182,3 +183,52 @@ class CheckTest(StaplerCase):
         self.assertEqual(out.returncode, 1, text)
         self.assertIn("not writable", text)
         self.assertIn("max_connections 5000 needs about", text)
+
+
+class MemoryAfterPeakTest(StaplerCase):
+    """Buffers taken at a peak of traffic go back to the system once it is over: memory
+    follows the load instead of staying at its highest point."""
+    CLIENTS = 48
+
+    def pool_bytes(self, admin):
+        status, text = http_get(admin, "/metrics")
+        self.assertEqual(status, 200)
+        found = {}
+        for line in text.splitlines():
+            if line.startswith("stapler_buffer_pool_bytes{"):
+                state = line.split('state="', 1)[1].split('"', 1)[0]
+                found[state] = int(line.rsplit(" ", 1)[1])
+        self.assertEqual(set(found), {"in_use", "free"}, text)
+        return found
+
+    def test_buffers_return_after_a_peak(self):
+        backend = self.start_backend()
+        port, admin = free_port(), free_port()
+        p = self.start_stapler(yaml_config(
+            port, "127.0.0.1:%d" % backend.port, [self.pki.ecdsa],
+            "workers: 1\nocsp:\n  fetch: false\nadmin:\n  address: 127.0.0.1:%d\n" % admin))
+        rss_idle = p.rss_kib()
+        # The peak: clients ask for big downloads and read nothing for a while, so stapler
+        # holds what the backend sends until each connection's buffer limit.
+        clients = []
+        for _ in range(self.CLIENTS):
+            s = self.tls_connect(port)
+            s.sendall(b"GET /bytes?n=8000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            clients.append(s)
+        wait_until(lambda: self.pool_bytes(admin)["in_use"] >= self.CLIENTS * 2 * 32768,
+                   what="buffers in use")
+        rss_peak = p.rss_kib()
+        for s in clients:
+            s.close()
+        wait_until(lambda: self.pool_bytes(admin)["in_use"] == 0, what="buffers returned")
+        peak_free = self.pool_bytes(admin)["free"]
+        self.assertGreater(peak_free, 16 * 32768)
+        # Unused through one whole trim period (10 s), then freed: at most 16 are kept.
+        wait_until(lambda: self.pool_bytes(admin)["free"] <= 16 * 32768, timeout=25,
+                   interval=0.5, what="free buffers trimmed")
+        rss_after = p.rss_kib()
+        print("RSS idle %d KiB, peak %d KiB, after %d KiB; pool free at the peak's end %d KiB"
+              % (rss_idle, rss_peak, rss_after, peak_free // 1024), end="; ")
+        if not SANITIZED:  # the sanitizers' allocators keep freed memory on purpose
+            # Most of what the peak took is gone (freed blocks' pages given back).
+            self.assertLess(rss_after - rss_idle, (rss_peak - rss_idle) / 2)
