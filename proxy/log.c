@@ -17,8 +17,9 @@
 #define LINE_MAX_BYTES 4096
 /* What every line keeps free for its end: "}" in JSON and "\n". */
 #define LINE_END_ROOM 2
-/* The writer wakes when a ring holds this much, or after FLUSH_MS: a line costs no system call
- * and no lock of its own, and reaches stderr within a tenth of a second. */
+/* A line wakes a sleeping writer, which then waits FLUSH_MS for more (less when a ring holds
+ * WAKE_BYTES): on a busy process a line costs no system call and no lock of its own, and every
+ * line reaches stderr within a tenth of a second. */
 #define WAKE_BYTES (64 * 1024)
 #define FLUSH_MS 100
 
@@ -167,26 +168,37 @@ static bool rings_empty(void) {
 
 /* ---- the writer thread -----------------------------------------------------------------------*/
 
+/* Set while the writer sleeps with every ring empty: the next line wakes it (see emit). An
+ * idle process then has no thread waking up to look for lines. */
+static atomic_bool writer_asleep;
+
 static void *writer_main(void *arg) {
   pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+  pthread_mutex_lock(&writer.lock);
   for (;;) {
+    pthread_mutex_unlock(&writer.lock);
     for (struct log_ring *r = atomic_load(&rings); r; r = atomic_load(&r->next)) ring_drain(r);
     pthread_mutex_lock(&writer.lock);
-    /* Checked under the lock a producer signals under: a line queued after the check comes with
-     * a signal this wait receives. */
-    bool empty = rings_empty();
-    if (empty && writer.stopping) {
-      writer.writer_done = true;
-      pthread_cond_signal(&writer.finished);
-      pthread_mutex_unlock(&writer.lock);
-      return NULL;
-    }
-    if (empty) {
-      struct timespec until = realtime_in(FLUSH_MS);
-      pthread_cond_timedwait(&writer.wake, &writer.lock, &until);
-    }
-    pthread_mutex_unlock(&writer.lock);
+    if (!rings_empty()) continue;
+    if (writer.stopping) break;
+    /* Announce the sleep, then look again: a producer either sees the flag and wakes us (it
+     * takes the lock we hold until the wait) or queued its line before the second look.
+     * The fences order each side's store before its load (see emit). */
+    atomic_store(&writer_asleep, true);
+    atomic_thread_fence(memory_order_seq_cst);
+    while (!writer.stopping && rings_empty()) pthread_cond_wait(&writer.wake, &writer.lock);
+    atomic_store(&writer_asleep, false);
+    if (writer.stopping) continue;
+    /* Woken by a line: let more join it for up to FLUSH_MS (a warning, an error or a full
+     * batch wakes us sooner), so a busy process writes in batches. */
+    struct timespec until = realtime_in(FLUSH_MS);
+    pthread_cond_timedwait(&writer.wake, &writer.lock, &until);
   }
+  writer.writer_done = true;
+  pthread_cond_signal(&writer.finished);
+  pthread_mutex_unlock(&writer.lock);
+  (void)arg;
+  return NULL;
 }
 
 static void wake_writer(void) {
@@ -259,7 +271,9 @@ static void emit(const char *line, size_t len, enum log_level level) {
     atomic_fetch_add(&dropped, 1);
     return;
   }
-  if (crossed || level <= LOG_WARN) wake_writer();
+  atomic_thread_fence(memory_order_seq_cst); /* the line is queued before the flag is read */
+  if (crossed || level <= LOG_WARN || atomic_load_explicit(&writer_asleep, memory_order_relaxed))
+    wake_writer();
 }
 
 /* ---- escaping --------------------------------------------------------------------------------*/
