@@ -4,7 +4,10 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -331,6 +334,47 @@ static void test_log_threads_do_not_share_a_lock(void) {
   CHECK_EQ_INT((long long)(lines + dropped), 2LL * LOGGERS * LINES_EACH);
 }
 
+/* The writer sleeps while nothing is queued and the next line wakes it. A wake-up lost in
+ * the window where the writer decides to sleep would leave a line unwritten for good: lines
+ * come one at a time, at irregular moments around that window, and each must reach stderr. */
+static bool file_holds(int fd, const char *text) {
+  char buf[65536];
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  return strstr(buf, text) != NULL;
+}
+
+static void test_log_line_after_idle_is_written(void) {
+  char path[] = "/tmp/stapler-log-test-XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  int saved = dup(STDERR_FILENO);
+  dup2(fd, STDERR_FILENO);
+  log_configure(LOG_INFO, LOG_FORMAT_TEXT);
+  log_async_start();
+  bool all = true;
+  for (int i = 0; i < 60 && all; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "idle-line=%d\n", i);
+    log_info("idle-line=%d", i);
+    struct timespec pause = {0, (long)(i % 7) * 150000L}; /* 0 to 0.9 ms */
+    nanosleep(&pause, NULL);
+    bool seen = false;
+    for (int wait = 0; wait < 400 && !seen; wait++) { /* up to 2 s; lines take ~0.1 s */
+      seen = file_holds(fd, want);
+      if (!seen) usleep(5000);
+    }
+    all = seen;
+  }
+  log_async_stop(1000);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(fd);
+  unlink(path);
+  CHECK(all);
+}
+
 /* Buffers a peak left behind go back at the second trim after it, all but the `keep` asked
  * for; buffers used in between are not taken. */
 static void test_buffer_pool_trim(void) {
@@ -367,5 +411,6 @@ TEST_MAIN({
   RUN(test_log_escape);
   RUN(test_log_lines);
   RUN(test_log_threads_do_not_share_a_lock);
+  RUN(test_log_line_after_idle_is_written);
   RUN(test_buffer_pool_trim);
 })
