@@ -479,6 +479,7 @@ timeouts:
   shutdown: 5s
 log:
   level: {log_level}
+  access: false   # like the peers here: none of them writes an access log
 """
 
 
