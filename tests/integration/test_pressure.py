@@ -65,16 +65,31 @@ class FdExhaustionTest(StaplerCase):
         back = time.monotonic() - t0
         self.assertEqual(http_get(admin, "/healthz")[0], 200)
         print("service back %.2f s after the clients left" % back)
-        self.assertLess(back, 5.0)
+        # Accepting resumes within the 500 ms pause; what the clients left in the accept
+        # queue (3000 closed connections) is drained before the next one is served.
+        self.assertLess(back, 5.0 if SANITIZED else 2.0)
         log = p.log()
         self.assertIn("accepting again in 500 ms", log)
         self.assertLess(log.count("\n"), 400, "the log was flooded")
         status, metrics = http_get(admin, "/metrics")
         self.assertRegex(metrics, r"stapler_accept_pauses_total [1-9]")
-        t0 = time.monotonic()
-        p.send_signal(signal.SIGTERM)
-        self.assertEqual(p.wait(15), 0)
-        self.assertLess(time.monotonic() - t0, 5 + 2)
+        # Out of descriptors again, and SIGTERM while the clients still hold them: the
+        # shutdown deadline (5 s) holds.
+        idle = []
+        try:
+            for _ in range(self.CLIENTS):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", port))
+                idle.append(s)
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(15), 0)
+            self.assertLess(time.monotonic() - t0, 5 + 2)
+        finally:
+            for s in idle:
+                s.close()
 
 
 class PortOwnershipTest(StaplerCase):
