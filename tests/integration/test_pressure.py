@@ -34,6 +34,7 @@ class FdExhaustionTest(StaplerCase):
         p = self.start(["prlimit", "--nofile=256:256", "--", STAPLER, "-c", cfg], "stapler")
         wait_until(lambda: "forwarding to" in p.log() or not p.alive(), what="start")
         self.assertIn("needs about", p.log())  # the limit cannot hold max_connections: said
+        early = self.tls_connect(port)  # established before the descriptors run out
         idle = []
         try:
             for _ in range(self.CLIENTS):  # idle TCP connections, no TLS: they hold descriptors
@@ -49,7 +50,12 @@ class FdExhaustionTest(StaplerCase):
             # Spinning on EMFILE burns both cores; paused accepting burns next to nothing.
             self.assertLess(busy, 0.5, "stapler used %.2f CPU seconds in 2 s while out of "
                                        "descriptors" % busy)
+            # A request now needs a backend connection and there is no descriptor for it:
+            # a 502 that says why, counted apart from the backend's failures.
+            early.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(read_http_response(early)[0], 502)
         finally:
+            early.close()
             for s in idle:
                 s.close()
         t0 = time.monotonic()
@@ -66,13 +72,17 @@ class FdExhaustionTest(StaplerCase):
         self.assertEqual(http_get(admin, "/healthz")[0], 200)
         print("service back %.2f s after the clients left" % back)
         # Accepting resumes within the 500 ms pause; what the clients left in the accept
-        # queue (3000 closed connections) is drained before the next one is served.
-        self.assertLess(back, 5.0 if SANITIZED else 2.0)
+        # queue (3000 closed connections) is drained before the next one is served: under a
+        # second on a quiet machine, more when the machine is busy.
+        self.assertLess(back, 5.0)
         log = p.log()
         self.assertIn("accepting again in 500 ms", log)
         self.assertLess(log.count("\n"), 400, "the log was flooded")
         status, metrics = http_get(admin, "/metrics")
         self.assertRegex(metrics, r"stapler_accept_pauses_total [1-9]")
+        self.assertRegex(metrics, r"stapler_backend_no_fd_total [1-9]")
+        self.assertRegex(metrics, r'stapler_backend_errors_total\{kind="connect_failed"\} 0')
+        self.assertIn("cannot open a backend connection: no file descriptor left", log)
         # Out of descriptors again, and SIGTERM while the clients still hold them: the
         # shutdown deadline (5 s) holds.
         idle = []
