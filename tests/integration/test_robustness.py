@@ -6,7 +6,8 @@ import ssl
 import threading
 import time
 
-from harness import StaplerCase, read_http_response, HERE
+from harness import StaplerCase, free_port, read_http_response, HERE
+from test_runtime import http_get
 
 CLIENTHELLO = os.path.join(HERE, "..", "data", "clienthello", "openssl-default.bin")
 
@@ -126,6 +127,30 @@ class BadClientTest(StaplerCase):
 
 
 class LimitsTest(StaplerCase):
+    def test_max_connections_counts_every_worker(self):
+        """The limit is on the process: each worker counts its own connections and the check
+        sums them all, so two workers together hold exactly max_connections."""
+        admin = free_port()
+        p = self.proxy(extra="workers: 2\nlimits: { max_connections: 4 }\n"
+                             "admin:\n  address: 127.0.0.1:%d\n" % admin)
+        held, refused = [], 0
+        for _ in range(10):  # SO_REUSEPORT spreads these over both workers
+            try:
+                s = self.tls_connect(p.port, timeout=5)
+                s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(read_http_response(s)[0], 200)
+                held.append(s)
+            except (OSError, ssl.SSLError):
+                refused += 1
+        try:
+            self.assertEqual((len(held), refused), (4, 6))
+            metrics = http_get(admin, "/metrics")[1]
+            self.assertIn("\nstapler_connections_open 4\n", metrics)
+            self.assertIn("\nstapler_connections_rejected_total 6\n", metrics)
+        finally:
+            for s in held:
+                s.close()
+
     def test_max_connections(self):
         p = self.proxy(extra="workers: 1\nlimits: { max_connections: 3 }\n")
         held = [self.tls_connect(p.port) for _ in range(3)]
