@@ -196,6 +196,23 @@ class SignerExpiryTest(StaplingCase):
         rc, out = self.s_client(p.port, status=True)
         self.assertIn("no response sent", out)
 
+    def test_cached_answer_of_an_expired_signer_is_not_served_after_a_restart(self):
+        responder = self.start_responder(signer=self.signer)
+        p = self.stapling_proxy(certs=[self.pki.ecdsa], clock_offset=self.offset_leaving(40))
+        self.wait_log(p, "ecdsa.chain.pem: good from")
+        p.stop()
+        responder.stop()  # from here on only the cache can provide a staple
+        # Restarted while the signer is still valid: the cached answer is stapled at once.
+        p = self.stapling_proxy(certs=[self.pki.ecdsa], clock_offset=self.offset_leaving(30),
+                                name="stapler-2")
+        self.assertEqual(self.staple_of(p.port)[1], "good")
+        p.stop()
+        # Restarted after the signer expired: the same cached answer (its nextUpdate a day
+        # away) is not stapled, since a client checking the signer would refuse it.
+        p = self.stapling_proxy(certs=[self.pki.ecdsa], clock_offset=self.offset_leaving(-60),
+                                name="stapler-3")
+        self.assertEqual(self.staple_of(p.port)[1], None)
+
     def test_static_answer_of_an_expired_signer_is_a_warning(self):
         static = os.path.join(self.tmp, "short.der")
         from harness import OPENSSL, run
