@@ -39,10 +39,12 @@ struct cert {
    * it (see qsbr.h); read it with cert_staple(). */
   _Atomic(struct staple *) staple;
   /* Staples sent, one cache line per worker (workers beyond CERT_COUNTER_SLOTS share), so no
-   * two workers write one line on the handshake path; readers sum them. */
+   * two workers write one line on the handshake path; readers sum them. The padding comes
+   * first: each counter is 64 bytes past the one before it, the first 64 past `staple`,
+   * which every handshake reads. */
   struct cert_counter {
-    _Atomic uint64_t v;
     char pad[64 - sizeof(uint64_t)];
+    _Atomic uint64_t v;
   } staples_sent[CERT_COUNTER_SLOTS];
 };
 

@@ -1,5 +1,7 @@
-/* A verified OCSP response ready to send. Immutable after creation and reference-counted, so a
- * handshake on any thread can hold one while a newer one replaces it. */
+/* A verified OCSP response ready to send. Immutable after creation. Its references belong to
+ * the control thread (the certificates of each generation that hold it); a handshake reads the
+ * current one inside a QSBR read section (see qsbr.h) and takes none, and a replaced one is
+ * released only once no worker can still be reading it. */
 #ifndef STAPLER_STAPLE_H
 #define STAPLER_STAPLE_H
 
