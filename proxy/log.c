@@ -142,17 +142,14 @@ static bool ring_put(struct log_ring *r, const char *line, size_t len, bool *cro
   return true;
 }
 
-/* Consumer side: writes what `r` holds. Cancellable only inside write(), where it holds no lock:
- * log_async_stop cancels a writer stuck there. */
+/* Consumer side: writes what `r` holds. */
 static void ring_drain(struct log_ring *r) {
   size_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
   size_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
   while (head != tail) {
     size_t at = head % RING_SIZE;
     size_t n = MIN(tail - head, RING_SIZE - at);
-    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
     ssize_t w = write(STDERR_FILENO, r->data + at, n);
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) w = (ssize_t)n; /* stderr is gone: nothing sensible to do with these bytes */
     head += (size_t)w;
@@ -173,7 +170,6 @@ static bool rings_empty(void) {
 static atomic_bool writer_asleep;
 
 static void *writer_main(void *arg) {
-  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
   pthread_mutex_lock(&writer.lock);
   for (;;) {
     pthread_mutex_unlock(&writer.lock);
@@ -214,13 +210,13 @@ void log_async_start(void) {
     atomic_store(&async_running, true);
 }
 
-/* Lines queued in the rings (a partly written one counts), once no thread moves them. */
-static uint64_t drop_queued_lines(void) {
+/* Lines still queued in the rings (a partly written one counts). Only reads: the writer may
+ * still be moving `head`, the lines themselves no longer change. */
+static uint64_t queued_lines(void) {
   uint64_t lines = 0;
   for (struct log_ring *r = atomic_load(&rings); r; r = atomic_load(&r->next)) {
     size_t head = atomic_load(&r->head), tail = atomic_load(&r->tail);
     for (size_t i = head; i != tail; i++) lines += r->data[i % RING_SIZE] == '\n';
-    atomic_store(&r->head, tail);
   }
   return lines;
 }
@@ -235,16 +231,20 @@ void log_async_stop(uint64_t timeout_ms) {
     if (pthread_cond_timedwait(&writer.finished, &writer.lock, &until) == ETIMEDOUT) break;
   bool late = !writer.writer_done;
   pthread_mutex_unlock(&writer.lock);
-  if (late) pthread_cancel(writer.writer);
-  pthread_join(writer.writer, NULL);
-  /* Lines logged from here on are written directly (or dropped, when stderr is stuck). The
-   * threads that log have stopped by now (see log.h); one whose line came after the writer's
-   * last look has it written here. */
-  atomic_store(&async_running, false);
-  if (late) { /* cancelled in a write that did not return */
+  if (late) {
+    /* The writer is stuck in a write that does not return (a pipe nobody reads). It is left
+     * there, detached, and ends with the process: cancelling it would unwind it out of libc's
+     * write, which AddressSanitizer reports as a stack error, to the stuck stderr. What it
+     * still holds is dropped, and so is every later line: a direct write would block too. */
     atomic_store(&stderr_stuck, true);
-    atomic_fetch_add(&dropped, drop_queued_lines());
+    atomic_store(&async_running, false);
+    pthread_detach(writer.writer);
+    atomic_fetch_add(&dropped, queued_lines());
   } else {
+    pthread_join(writer.writer, NULL);
+    /* Lines logged from here on are written directly. The threads that log have stopped by
+     * now (see log.h); one whose line came after the writer's last look has it written here. */
+    atomic_store(&async_running, false);
     for (struct log_ring *r = atomic_load(&rings); r; r = atomic_load(&r->next)) ring_drain(r);
   }
   uint64_t lost = log_dropped();
