@@ -70,7 +70,8 @@ static enum pp_result parse_v1(const uint8_t *data, size_t len, struct pp_info *
     out->local = true;
     return PP_OK;
   }
-  char proto[8], src[64], dst[64], sport[8], dport[8], extra[2];
+  /* Fields sscanf does not reach stay empty strings: a short line is read as one. */
+  char proto[8] = "", src[64] = "", dst[64] = "", sport[8] = "", dport[8] = "", extra[2] = "";
   int n = sscanf(line, "PROXY %7s %63s %63s %7s %7s%1s", proto, src, dst, sport, dport, extra);
   int family = !strcmp(proto, "TCP4") ? AF_INET : !strcmp(proto, "TCP6") ? AF_INET6 : 0;
   uint16_t sp, dp;

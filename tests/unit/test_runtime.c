@@ -85,6 +85,9 @@ static void test_v1_parse(void) {
       "PROXY TCP4 2001:db8::1 192.168.0.11 1 2\r\n",
       "PROXY UDP4 192.168.0.1 192.168.0.11 1 2\r\n",
       "PROXY TCP4 192.168.0.1 192.168.0.11 1 2 extra\r\n",
+      "PROXY TCP4 192.168.0.1\r\n", /* short lines: the missing fields were read unset */
+      "PROXY TCP4\r\n",
+      "PROXY \r\n",
       "GET / HTTP/1.1\r\n",
       "\x16\x03\x01\x02\x00",
   };
