@@ -198,6 +198,9 @@ static void on_connect(uv_connect_t *req, int status) {
   update_reading(bc);
   flush(bc);
   NOTIFY(bc, connected);
+  /* What was queued while connecting may have gone out whole in flush(), and a write that
+   * completes at once has no callback: an owner that stopped for congestion hears it here. */
+  if (bc->state == BACKEND_CONN_OPEN) after_write(bc);
 }
 
 struct backend_conn *backend_conn_connect(struct worker *w, const struct sockaddr *addr,

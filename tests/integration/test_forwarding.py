@@ -7,6 +7,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 
 from harness import (StaplerCase, OPENSSL, free_port, read_http_response, wait_until,
@@ -546,3 +547,55 @@ class KeepAliveRaceTest(ScriptedCase):
             self.assertEqual(status, 502)
         received = self.all_received(b)
         self.assertEqual(received.count(b"POST /two"), 1)
+
+
+class SlowConnectTest(StaplerCase):
+    """A request body bigger than what stapler queues for a backend connection (256 KiB),
+    arriving while that connection is still being set up: the backend's accept queue is full,
+    so the connect completes only after a SYN retry (about a second). Everything queued goes
+    out at once when it completes, and reading the client must resume then."""
+
+    def test_large_body_while_the_backend_is_still_connecting(self):
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(0)
+        bport = lsock.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", bport), timeout=2)  # the queue is full
+        port = free_port()
+        self.start_stapler(yaml_config(port, "127.0.0.1:%d" % bport, [self.pki.ecdsa],
+                                       "workers: 1\nocsp:\n  fetch: false\n"))
+        got = {}
+
+        def backend():
+            time.sleep(0.5)  # stapler's SYN has been dropped by now
+            lsock.accept()[0].close()
+            c, _ = lsock.accept()
+            c.settimeout(15)
+            data = b""
+            with c:
+                while True:
+                    d = c.recv(1 << 20)
+                    if not d:
+                        return
+                    data += d
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    got["body"] = len(body)
+                    if len(body) >= size:
+                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        return
+
+        size = 1 << 20
+        t = threading.Thread(target=backend, daemon=True)
+        t.start()
+        try:
+            with self.tls_connect(port) as s:
+                s.settimeout(20)
+                s.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+                s.sendall(os.urandom(size))
+                status, _, body, _ = read_http_response(s)
+            self.assertEqual((status, body), (200, b"ok"), got)
+            self.assertEqual(got.get("body"), size)
+        finally:
+            filler.close()
+            lsock.close()
+            t.join(5)
