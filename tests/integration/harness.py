@@ -2,6 +2,7 @@
 
 Every process a test starts is stopped by PID in tearDown. Nothing listens beyond loopback.
 """
+import atexit
 import hashlib
 import json
 import os
@@ -329,6 +330,8 @@ def shared_pki():
     """One PKI per test run (key generation is the slow part)."""
     if "pki" not in _shared:
         d = tempfile.mkdtemp(prefix="stapler-pki-")
+        if not os.environ.get("STAPLER_KEEP_LOGS"):
+            atexit.register(shutil.rmtree, d, ignore_errors=True)
         _shared["pki"] = Pki(d, free_port())
     return _shared["pki"]
 
