@@ -131,7 +131,9 @@ class PortOwnershipTest(StaplerCase):
 
     def test_reload_refused_when_new_address_taken(self):
         p = self.proxy()
+        # The holder allows sharing, as another stapler would: only the probe can tell.
         taken = socket.socket()
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         self.addCleanup(taken.close)
